@@ -1,0 +1,1 @@
+"""FedXray desktop application: workstation UI, core services and the `fedxray` command."""

@@ -1,0 +1,1 @@
+"""Workstation services without Qt: image I/O, inference, history, models, settings, enrolment."""

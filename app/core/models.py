@@ -1,0 +1,209 @@
+"""Installed models: the bundled default plus models imported from disk (checked by card and SHA-256)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from app.core.errors import AppError, save_error
+from app.core.paths import data_dir
+from app.core.settings import Preferences
+
+BUNDLED_ID = "default"
+MAX_ZIP_BYTES = 2 * 1024**3  # an uncompressed model archive larger than this is refused
+
+
+class ModelStoreError(AppError):
+    """A model operation the user asked for cannot be done (e.g. removing the bundled model)."""
+
+
+class ModelImportError(ModelStoreError):
+    """A model file offered for import is not a FedXray model, or is damaged or altered."""
+
+
+class ModelNotFoundError(ModelStoreError):
+    """No installed model has that id (or no model is installed at all)."""
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """A model the app can use: `id` (stable, used in Preferences.model_id), folder, card, bundled or not."""
+
+    id: str
+    dir: Path
+    card: Any  # fl.modelfile.ModelCard
+    bundled: bool
+
+    @property
+    def display_name(self) -> str:
+        return self.card.display_name + (" — bundled" if self.bundled else "")
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
+    return s[:80] or "model"
+
+
+def _bundled_dir() -> Path | None:
+    import resources
+
+    try:
+        return resources.default_model_dir()
+    except FileNotFoundError:
+        return None
+
+
+class ModelStore:
+    """Imported models live in `root` (default data_dir()/models/<id>); the bundled one in the resources."""
+
+    def __init__(self, root: str | os.PathLike | None = None, *, bundled_dir: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else data_dir() / "models"
+        self._bundled = Path(bundled_dir) if bundled_dir is not None else _bundled_dir()
+
+    def list(self) -> list[InstalledModel]:
+        """The bundled model (if present) first, then imported models by id. Unreadable folders are skipped."""
+        from fl.modelfile import ModelFileError, read_card
+
+        out = []
+        if self._bundled is not None:
+            with contextlib.suppress(ModelFileError):
+                out.append(InstalledModel(BUNDLED_ID, self._bundled, read_card(self._bundled), True))
+        if self.root.is_dir():
+            for d in sorted(self.root.iterdir()):
+                if d.is_dir() and not d.name.startswith("."):
+                    with contextlib.suppress(ModelFileError):
+                        out.append(InstalledModel(d.name, d, read_card(d), False))
+        return out
+
+    def get(self, model_id: str) -> InstalledModel:
+        """The installed model with this id; raises ModelNotFoundError."""
+        for m in self.list():
+            if m.id == model_id:
+                return m
+        raise ModelNotFoundError(f"The model {model_id!r} is not installed (or its folder is damaged). "
+                                 "Choose another model in Settings.")
+
+    def active(self, prefs: Preferences | None = None) -> InstalledModel:
+        """The model chosen in the preferences, falling back to the bundled default."""
+        prefs = prefs if prefs is not None else Preferences.load()
+        with contextlib.suppress(ModelNotFoundError):
+            return self.get(prefs.model_id)
+        with contextlib.suppress(ModelNotFoundError):
+            return self.get(BUNDLED_ID)
+        models = self.list()
+        if models:
+            return models[0]
+        raise ModelNotFoundError("No model is installed: the bundled model is missing from this installation. "
+                                 "Reinstall FedXray, or import a model file in Settings.")
+
+    def set_active(self, model_id: str, prefs: Preferences | None = None) -> Preferences:
+        """Make `model_id` the model the app and CLI use (saved in the preferences)."""
+        self.get(model_id)
+        prefs = prefs if prefs is not None else Preferences.load()
+        prefs.model_id = model_id
+        prefs.save()
+        return prefs
+
+    def import_model(self, path: str | os.PathLike) -> InstalledModel:
+        """Install a model folder, its card.json, or a .zip of the folder.
+
+        The card is read and the weights' SHA-256 checked before anything is copied; the copy is checked again
+        and then moved into place in one step. Importing the same model twice returns the installed one.
+        """
+        from fl.modelfile import ModelFileError, read_card, verify
+
+        path = Path(path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".unpack-", dir=self.root) as unpack:
+            src = self._locate(path, Path(unpack))
+            try:
+                card = verify(src, read_card(src))
+            except ModelFileError as exc:
+                raise ModelImportError(f"{path.name} cannot be imported: {exc}.") from exc
+            sha = card.weights["sha256"]
+            for m in self.list():
+                if m.card.weights.get("sha256") == sha:
+                    return m  # already installed (same weights)
+            model_id = _slug(f"{card.name}-{card.version}")
+            if model_id == BUNDLED_ID or (self.root / model_id).exists():
+                raise ModelImportError(
+                    f"A different model called {card.name} {card.version} is already installed. Remove it in "
+                    "Settings first, or ask the model's provider for a file with a new version number.")
+            tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=self.root))
+            try:
+                for name in ("card.json", Path(card.weights["file"]).name):
+                    self._copy_file(src / name, tmp / name)
+                verify(tmp)
+                os.replace(tmp, self.root / model_id)
+            except ModelFileError as exc:
+                raise ModelImportError(f"{path.name} changed while it was being copied ({exc}); try again.") from exc
+            except OSError as exc:
+                raise save_error(exc, "the imported model", self.root / model_id) from exc
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return self.get(model_id)
+
+    def remove(self, model_id: str) -> None:
+        """Uninstall an imported model; if it was the active one, the bundled default becomes active."""
+        m = self.get(model_id)
+        if m.bundled:
+            raise ModelStoreError("The bundled model is part of FedXray and cannot be removed.")
+        trash = m.dir.with_name(f".removing-{m.dir.name}")
+        try:
+            os.replace(m.dir, trash)
+        except OSError as exc:
+            raise ModelStoreError(f"The model {model_id!r} could not be removed ({exc.strerror}).") from exc
+        shutil.rmtree(trash, ignore_errors=True)
+        prefs = Preferences.load()
+        if prefs.model_id == model_id:
+            prefs.model_id = BUNDLED_ID
+            prefs.save()
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _copy_file(src: Path, dst: Path) -> None:
+        with open(src, "rb") as inp, open(dst, "wb") as out:
+            shutil.copyfileobj(inp, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+
+    @staticmethod
+    def _locate(path: Path, unpack: Path) -> Path:
+        """The model folder for a folder, a card.json, or a .zip (extracted safely into `unpack`)."""
+        if path.is_dir():
+            return path
+        if path.is_file() and path.name == "card.json":
+            return path.parent
+        if path.is_file() and zipfile.is_zipfile(path):
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    infos = zf.infolist()
+                    if sum(i.file_size for i in infos) > MAX_ZIP_BYTES:
+                        raise ModelImportError(f"{path.name} is far larger than any FedXray model; not imported.")
+                    for i in infos:
+                        parts = PurePosixPath(i.filename).parts
+                        if i.filename.startswith("/") or ".." in parts:
+                            raise ModelImportError(f"{path.name} contains unsafe paths; not imported.")
+                    zf.extractall(unpack)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise ModelImportError(f"{path.name} is damaged and cannot be unpacked ({exc}).") from exc
+            cards = sorted(unpack.rglob("card.json"), key=lambda p: len(p.parts))
+            if cards:
+                return cards[0].parent
+            raise ModelImportError(f"{path.name} does not contain a FedXray model (no card.json inside).")
+        if not path.exists():
+            raise ModelImportError(f"{path} does not exist.")
+        raise ModelImportError(f"{path.name} is not a FedXray model: choose the model's folder, its card.json, "
+                               "or a .zip of the folder.")
+
+
+def active_model_dir() -> Path:
+    """Folder of the model the app and the CLI use (Preferences.model_id, else the bundled default)."""
+    return ModelStore().active().dir

@@ -1,0 +1,102 @@
+"""The Case tab: case header, guardrail banner, the image and the result panel side by side."""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QSplitter, QVBoxLayout, QWidget
+
+from app.ui.banners import GuardrailBanner
+from app.ui.case_view import CaseView
+from app.ui.document import CaseDocument
+from app.ui.feedback_panel import FeedbackPanel
+from app.ui.result_panel import ResultPanel
+
+PANEL_WIDTH = 370
+
+
+class CasePage(QWidget):
+    """Composes the widgets that show one case; each is handed the same ``document``."""
+
+    def __init__(self, document: CaseDocument, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self.header = QLabel()
+        self.header.setObjectName("caseHeader")
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.meta = QLabel()
+        self.meta.setObjectName("hint")
+        head = QFrame()
+        head.setObjectName("caseHead")
+        hl = QHBoxLayout(head)
+        hl.setContentsMargins(12, 6, 12, 6)
+        hl.addWidget(self.header)
+        hl.addSpacing(12)
+        hl.addWidget(self.meta, 1)
+
+        self.banner = GuardrailBanner()
+        self.view = CaseView(document)
+        self.result = ResultPanel(document)
+        self.feedback = FeedbackPanel(document)
+        self.result.extra.addWidget(self.feedback)
+        scroll = QScrollArea()
+        scroll.setWidget(self.result)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(PANEL_WIDTH)
+        scroll.setMaximumWidth(int(PANEL_WIDTH * 1.5))
+        self.scroll = scroll
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("caseSplitter")
+        self.splitter.addWidget(self.view)
+        self.splitter.addWidget(scroll)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 0)
+        self.splitter.setCollapsible(0, False)
+        self.splitter.setCollapsible(1, False)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(head)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.splitter, 1)
+
+        document.imageChanged.connect(self._on_image)
+        document.warningsChanged.connect(self._on_warnings)
+        document.resultChanged.connect(self._on_image)
+        self._on_image()
+
+    def _on_image(self) -> None:
+        doc = self.document
+        if doc.path is None:
+            self.header.setText("No case open")
+            self.meta.setText("")
+            return
+        self.header.setText(html.escape(doc.name))
+        parts = []
+        rad = doc.radiograph
+        if rad is not None:
+            parts.append(rad.format)
+            meta = getattr(rad, "meta", {}) or {}
+            for key in ("Modality", "BodyPartExamined", "ViewPosition", "PatientAge", "PatientSex", "StudyDate"):
+                if meta.get(key):
+                    parts.append(f"{key_label(key)} {meta[key]}".strip())
+            parts.append(f"{rad.pixels.shape[1]} × {rad.pixels.shape[0]} px")
+        res = doc.result
+        if res is not None and res.from_history:
+            parts.append(f"from history, classified {res.created[:16].replace('T', ' ')} UTC")
+        self.meta.setText("  ·  ".join(parts))
+        self.meta.setToolTip(str(doc.path))
+
+    def _on_warnings(self) -> None:
+        doc = self.document
+        self.banner.show_warnings(doc.warnings, held_back=not doc.result_allowed)
+
+
+def key_label(key: str) -> str:
+    return {"Modality": "", "BodyPartExamined": "", "ViewPosition": "view", "PatientAge": "age",
+            "PatientSex": "sex", "StudyDate": "study"}.get(key, key).strip() or ""

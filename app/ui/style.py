@@ -1,0 +1,89 @@
+"""The look: one calm light theme (Fusion + a small style sheet) and the class colours used everywhere."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtWidgets import QApplication
+
+ACCENT = "#1f5f99"
+CLASS_COLOURS = {
+    "Covid": "#c0392b",
+    "Normal": "#2e8b57",
+    "Pneumonia-Bacterial": "#d4880f",
+    "Pneumonia-Viral": "#7b4fa0",
+}
+
+STYLE_SHEET = f"""
+QMainWindow, QDialog {{ background: #f4f6f8; }}
+QToolBar {{ background: #ffffff; border: none; border-bottom: 1px solid #d9dee3; spacing: 2px; padding: 3px 6px; }}
+QToolBar QToolButton {{ padding: 4px 8px; border-radius: 4px; color: #1d2935; }}
+QToolBar QToolButton:hover {{ background: #e8eef5; }}
+QToolBar QToolButton:checked {{ background: #dbe7f3; }}
+QTabWidget::pane {{ border: none; border-top: 1px solid #d9dee3; }}
+QTabBar::tab {{ padding: 7px 18px; margin-right: 2px; background: transparent; color: #4a5663;
+    border-bottom: 2px solid transparent; }}
+QTabBar::tab:selected {{ color: {ACCENT}; border-bottom: 2px solid {ACCENT}; font-weight: 600; }}
+QGroupBox {{ background: #ffffff; border: 1px solid #d9dee3; border-radius: 6px; margin-top: 16px;
+    padding: 12px 10px 10px 10px; font-weight: 600; color: #1d2935; }}
+QGroupBox::title {{ subcontrol-origin: margin; left: 10px; top: 2px; padding: 0 2px; }}
+QGroupBox QLabel, QGroupBox QCheckBox {{ font-weight: 400; }}
+#resultPanel {{ background: #f4f6f8; }}
+#findingCaption {{ color: #5b6773; font-size: 8.5pt; }}
+#topFinding {{ font-size: 17pt; font-weight: 600; color: #1d2935; }}
+#topProbability {{ font-size: 17pt; font-weight: 600; color: {ACCENT}; }}
+#resultState {{ color: #4a5663; font-style: italic; }}
+#probabilityValue {{ color: #1d2935; }}
+QLabel[top="true"] {{ font-weight: 700; }}
+QProgressBar#probabilityBar {{ border: none; border-radius: 3px; background: #e6eaee; }}
+QProgressBar#probabilityBar::chunk {{ border-radius: 3px; background: #8fb3d6; }}
+QProgressBar#probabilityBar[top="true"]::chunk {{ background: {ACCENT}; }}
+QProgressBar#busyBar {{ border: none; background: #e6eaee; }}
+QProgressBar#busyBar::chunk {{ background: {ACCENT}; }}
+#modelLabel {{ color: #4a5663; }}
+#demoBadge {{ background: #fff3cd; color: #7a4d00; border: 1px solid #e0b84c; border-radius: 3px;
+    padding: 2px 6px; font-weight: 700; font-size: 8pt; }}
+#hint {{ color: #5b6773; font-size: 8.5pt; }}
+#feedbackStatus {{ color: #2e6b45; }}
+#intendedUseBar {{ background: #e9eef4; border-top: 1px solid #cfd8e1; }}
+#intendedUseText {{ color: #2a3a4a; }}
+#guardrailBanner {{ background: #fff3cd; border-bottom: 1px solid #e0b84c; }}
+#guardrailTitle {{ font-weight: 700; color: #5c3b00; }}
+#guardrailBanner QLabel {{ color: #5c3b00; }}
+#messageBar {{ border-bottom: 1px solid #d9dee3; background: #e8f1fb; }}
+#messageBar[level="warning"] {{ background: #fff3cd; }}
+#messageBar[level="error"] {{ background: #fbe3e1; }}
+#messageIcon {{ font-size: 12pt; }}
+#viewerCaption {{ background: #1b2229; color: #c9d2db; padding: 4px 8px; }}
+#imageReadout {{ color: #5b6773; font-size: 8.5pt; }}
+#caseHeader {{ font-size: 11pt; font-weight: 600; color: #1d2935; }}
+QTableView {{ background: #ffffff; alternate-background-color: #f7f9fb; gridline-color: #e6eaee;
+    selection-background-color: #dbe7f3; selection-color: #1d2935; border: 1px solid #d9dee3; }}
+QHeaderView::section {{ background: #eef2f5; border: none; border-right: 1px solid #d9dee3;
+    border-bottom: 1px solid #d9dee3; padding: 5px 6px; font-weight: 600; color: #33414f; }}
+QPushButton {{ padding: 5px 14px; border: 1px solid #b8c3ce; border-radius: 4px; background: #ffffff; }}
+QPushButton:hover {{ background: #eef3f8; }}
+QPushButton:default, QPushButton#primary {{ background: {ACCENT}; color: white; border-color: {ACCENT}; }}
+QPushButton:disabled {{ color: #9aa5b1; background: #f1f3f5; }}
+QStatusBar {{ background: #ffffff; border-top: 1px solid #d9dee3; }}
+QStatusBar QLabel#modelStatus {{ padding: 0 8px; color: #33414f; }}
+"""
+
+
+def apply(app: QApplication) -> None:
+    """Fusion style with a light palette, a readable default font and the style sheet."""
+    app.setStyle("Fusion")
+    pal = app.palette()
+    pal.setColor(QPalette.ColorRole.Window, QColor("#f4f6f8"))
+    pal.setColor(QPalette.ColorRole.Base, QColor("#ffffff"))
+    pal.setColor(QPalette.ColorRole.AlternateBase, QColor("#f7f9fb"))
+    pal.setColor(QPalette.ColorRole.Highlight, QColor(ACCENT))
+    pal.setColor(QPalette.ColorRole.Text, QColor("#1d2935"))
+    pal.setColor(QPalette.ColorRole.WindowText, QColor("#1d2935"))
+    pal.setColor(QPalette.ColorRole.ButtonText, QColor("#1d2935"))
+    app.setPalette(pal)
+    font = app.font()
+    if font.pointSizeF() < 9.5:
+        font.setPointSizeF(9.5)
+    font.setStyleStrategy(QFont.StyleStrategy.PreferAntialias)
+    app.setFont(font)
+    app.setStyleSheet(STYLE_SHEET)

@@ -1,0 +1,1 @@
+"""Keyword-only data access for the central store."""

@@ -1,0 +1,97 @@
+"""Runs and their per-round metrics (written by the ServerApp, read by everyone enrolled)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from central.db.models import Round, Run, utcnow
+
+RUN_STATUSES = ("pending", "running", "finished", "failed", "stopped")
+
+
+def create_run(
+    *, session: Session, num_rounds: int, min_sites: int, config: dict[str, Any], flower_run_id: str | None = None
+) -> Run:
+    """Record a new run."""
+    row = Run(num_rounds=num_rounds, min_sites=min_sites, config=config, flower_run_id=flower_run_id)
+    session.add(row)
+    session.flush()
+    session.refresh(row)
+    return row
+
+
+def get_run(*, session: Session, run_id: int) -> Run | None:
+    """A run by id."""
+    return session.get(Run, run_id)
+
+
+def get_run_by_flower_id(*, session: Session, flower_run_id: str) -> Run | None:
+    """A run by the SuperLink's run id."""
+    return session.scalar(select(Run).where(Run.flower_run_id == flower_run_id))
+
+
+def list_runs(*, session: Session, limit: int = 100, offset: int = 0) -> list[Run]:
+    """Runs, newest first."""
+    return list(session.scalars(select(Run).order_by(Run.id.desc()).limit(limit).offset(offset)))
+
+
+def update_run(
+    *,
+    session: Session,
+    run: Run,
+    status: str | None = None,
+    flower_run_id: str | None = None,
+    message: str | None = None,
+) -> Run:
+    """Change a run's status (timestamps follow), Flower run id or message."""
+    now = utcnow()
+    if status is not None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        run.status = status
+        if status == "running" and run.started_at is None:
+            run.started_at = now
+        if status in ("finished", "failed", "stopped"):
+            run.finished_at = now
+    if flower_run_id is not None:
+        run.flower_run_id = flower_run_id
+    if message is not None:
+        run.message = message
+    session.flush()
+    return run
+
+
+def upsert_round(
+    *,
+    session: Session,
+    run: Run,
+    server_round: int,
+    num_sites: int | None = None,
+    train_metrics: dict[str, Any] | None = None,
+    evaluate_metrics: dict[str, Any] | None = None,
+    server_metrics: dict[str, Any] | None = None,
+) -> Round:
+    """Create or update a round's metrics; fields not given keep their stored value."""
+    row = session.scalar(select(Round).where(Round.run_id == run.id, Round.server_round == server_round))
+    if row is None:
+        row = Round(run_id=run.id, server_round=server_round, train_metrics={}, evaluate_metrics={}, server_metrics={})
+        session.add(row)
+    if num_sites is not None:
+        row.num_sites = num_sites
+    if train_metrics is not None:
+        row.train_metrics = train_metrics
+    if evaluate_metrics is not None:
+        row.evaluate_metrics = evaluate_metrics
+    if server_metrics is not None:
+        row.server_metrics = server_metrics
+    row.updated_at = utcnow()
+    session.flush()
+    return row
+
+
+def list_rounds(*, session: Session, run: Run) -> list[Round]:
+    """A run's rounds in order."""
+    return list(session.scalars(select(Round).where(Round.run_id == run.id).order_by(Round.server_round)))

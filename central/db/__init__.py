@@ -1,0 +1,1 @@
+"""Central storage: SQLAlchemy tables, engine set-up and migrations."""

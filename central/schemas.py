@@ -1,0 +1,202 @@
+"""Request and response bodies of the central API, split by role (…Create / …Update / …Public)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+SiteName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
+                                            pattern=r"^[^\x00-\x1f\x7f]+$")]  # fmt: skip
+Version = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+NodeId = Annotated[int, Field(ge=1, le=2**64 - 1)]
+
+
+def _plain_json(value: Any, depth: int = 0) -> Any:
+    """Refuse what JSON columns cannot hold portably: NaN/Infinity, or nesting deeper than 20 levels."""
+    if depth > 20:
+        raise ValueError("JSON nested too deeply (more than 20 levels)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if isinstance(value, dict):
+        for item in value.values():
+            _plain_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _plain_json(item, depth + 1)
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
+
+
+class Strict(BaseModel):
+    """Bodies reject unknown fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- enrolment
+class CAPublic(BaseModel):
+    ca_certificate: str
+    fingerprint: str = Field(description="SHA-256 of the CA certificate (DER), lowercase hex")
+
+
+class EnrollmentCreate(Strict):
+    token: str = Field(min_length=1, max_length=200)
+    public_key: str = Field(min_length=1, max_length=2000, description="OpenSSH ECDSA public key (NIST curve)")
+    hostname: str | None = Field(default=None, max_length=100)
+
+
+class EnrollmentPublic(BaseModel):
+    node_id: int
+    site: str
+    superlink_address: str = Field(description="host:port of the Fleet API (give to flower-supernode --superlink)")
+    ca_certificate: str
+    ca_fingerprint: str
+    model_signing_public_key: str
+    credential: str = Field(description="Workstation API credential (shown once)")
+    enrolled_at: dt.datetime
+
+
+class TokenCreate(Strict):
+    site: SiteName
+    expires_in_seconds: int = Field(default=86400, ge=60, le=90 * 86400)
+    note: str | None = Field(default=None, max_length=200)
+
+
+class TokenCreated(BaseModel):
+    id: int
+    token: str = Field(description="One-time enrolment token (shown once)")
+    site: str
+    expires_at: dt.datetime
+    ca_fingerprint: str
+
+
+class TokenPublic(BaseModel):
+    id: int
+    site: str
+    state: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    note: str | None
+
+
+# ---------------------------------------------------------------- workstations
+class NodePublic(BaseModel):
+    node_id: int
+    site: str
+    hostname: str | None
+    status: str = Field(description="active | revoked | left")
+    enrolled_at: dt.datetime
+    last_seen_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    online: bool | None = Field(description="connected to the SuperLink now (None if the SuperLink is down)")
+    superlink_status: str | None
+
+
+class Message(BaseModel):
+    detail: str
+
+
+# ---------------------------------------------------------------- runs
+class RunCreate(Strict):
+    num_rounds: int = Field(ge=1, le=10000)
+    min_sites: int = Field(default=1, ge=1, le=10000)
+    config: JsonObject = Field(default_factory=dict)
+    flower_run_id: int | None = Field(default=None, ge=1, le=2**64 - 1)
+
+
+class RunUpdate(Strict):
+    status: str | None = Field(default=None, pattern=r"^(pending|running|finished|failed|stopped)$")
+    flower_run_id: int | None = Field(default=None, ge=1, le=2**64 - 1)
+    message: str | None = Field(default=None, max_length=4000)
+
+
+class RunPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    flower_run_id: str | None
+    status: str
+    num_rounds: int
+    min_sites: int
+    config: JsonObject
+    message: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class RoundUpdate(Strict):
+    num_sites: int | None = Field(default=None, ge=0, le=100000)
+    train_metrics: JsonObject | None = None
+    evaluate_metrics: JsonObject | None = None
+    server_metrics: JsonObject | None = None
+
+
+class RoundPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    server_round: int
+    num_sites: int | None
+    train_metrics: JsonObject
+    evaluate_metrics: JsonObject
+    server_metrics: JsonObject
+    updated_at: dt.datetime
+
+
+# ---------------------------------------------------------------- model versions
+class ModelVersionCreate(Strict):
+    version: Version
+    card: JsonObject
+    run_id: int | None = Field(default=None, ge=1)
+    server_round: int | None = Field(default=None, ge=0)
+    is_best: bool = False
+
+
+class ModelVersionUpdate(Strict):
+    is_best: bool | None = None
+
+
+class ModelVersionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    version: str
+    run_id: int | None
+    server_round: int | None
+    card: JsonObject
+    file_sha256: str | None
+    file_size: int | None
+    is_best: bool
+    created_at: dt.datetime
+    released_at: dt.datetime | None
+
+
+class ReleasePublic(BaseModel):
+    version: str
+    file_sha256: str
+    file_size: int
+    released_at: dt.datetime
+    manifest: str = Field(description="The exact signed bytes (canonical JSON, ASCII)")
+    signature: str = Field(description="base64 Ed25519 signature of `manifest` by the model-signing key")
+    card: JsonObject
+
+
+# ---------------------------------------------------------------- audit, health
+class AuditPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    target: str | None
+    detail: JsonObject
+
+
+class HealthPublic(BaseModel):
+    status: str
+    database: str
+    superlink: str
+    version: str

@@ -1,0 +1,155 @@
+"""`fedxray-central serve`: set up the home, migrate the store, run the SuperLink and the HTTPS API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+
+import uvicorn
+
+from central import pki
+from central.api.app import create_app
+from central.api.context import CentralContext
+from central.crud import credentials as credentials_crud
+from central.db.engine import make_engine, mask_url, migrate, session_factory, transaction
+from central.home import CentralHome, HomeError, ServeLock, initialize
+from central.settings import Settings, database_label
+from central.superlink import SuperLinkControl, SuperLinkError, SuperLinkProcess, descendants
+
+log = logging.getLogger("central.server")
+
+
+def configure_logging(level: str = "info") -> None:
+    """One log format for the central, uvicorn and SQLAlchemy (to stderr)."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s [%(name)s] %(message)s", stream=sys.stderr, force=True
+    )
+
+
+def prepare_home(home: CentralHome, *, sans: list[str] | None, default_sans: list[str]) -> list[str]:
+    """First start: create the CA, certificates, signing key and credentials. Later starts with a
+    different --san list re-issue the server certificate from the same CA (enrolled workstations keep
+    trusting it)."""
+    created = initialize(home, sans=sans or default_sans)
+    if sans and "server certificate" not in " ".join(created):
+        current = pki.certificate_sans(home.server_cert)
+        if sorted(set(current)) != sorted(set(sans)):
+            pki.create_server_cert(ca_key_path=home.ca_key, ca_cert_path=home.ca_cert,
+                                   key_path=home.server_key, cert_path=home.server_cert, sans=sans)  # fmt: skip
+            created.append(f"server certificate re-issued for {', '.join(sans)}")
+    return created
+
+
+def _kill_stale_superlink(home: CentralHome) -> None:
+    """A SuperLink left over from a central that was killed (its pid is in the runtime file)."""
+    runtime = home.read_runtime() or {}
+    pid = runtime.get("superlink_pid")
+    if not pid:
+        return
+    try:
+        cmdline = open(f"/proc/{int(pid)}/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        return
+    if str(home.superlink_database).encode() in cmdline:
+        log.warning("stopping a SuperLink left over from an earlier run (pid %s)", pid)
+        for child in [int(pid), *descendants(int(pid))]:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str], access_log: bool = True) -> int:
+    """Run the central until SIGINT/SIGTERM; returns the process exit code."""
+    home = settings.home
+    home.root.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    lock = ServeLock(home)
+    lock.acquire()  # raises HomeError when another serve holds it
+    superlink: SuperLinkProcess | None = None
+    ctx: CentralContext | None = None
+    try:
+        for item in prepare_home(home, sans=sans, default_sans=default_sans):
+            log.info("created %s", item)
+        stored = home.read_settings()
+        stored.setdefault("database", database_label(home, settings.database_url))
+        stored["sans"] = pki.certificate_sans(home.server_cert)
+        home.write_settings(stored)
+        log.info("CA fingerprint (SHA-256): %s", home.ca_fingerprint())
+
+        engine = make_engine(settings.database_url)
+        log.info("database %s: applying migrations", mask_url(settings.database_url))
+        migrate(engine)
+        with transaction(session_factory(engine)) as session:
+            credentials_crud.ensure_credential(session=session, role="admin", name="admin",
+                                               secret=home.read_credential("admin"))  # fmt: skip
+            credentials_crud.ensure_credential(session=session, role="service", name="service",
+                                               secret=home.read_credential("service"))  # fmt: skip
+
+        _kill_stale_superlink(home)
+        superlink = SuperLinkProcess(home=home, port=settings.superlink_port)
+        superlink.start()
+        control = SuperLinkControl(address=superlink.address, ca_cert=home.ca_cert)
+        ctx = CentralContext(settings=settings, engine=engine, control=control)
+        ctx.poll_superlink()
+        ctx.start_background()
+        app = create_app(ctx, superlink_address=superlink.address)
+        _write_runtime(home, settings, superlink)
+
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            ssl_certfile=str(home.server_cert),
+            ssl_keyfile=str(home.server_key),
+            log_config=None,
+            access_log=access_log,
+            timeout_graceful_shutdown=10,
+            server_header=False,
+            proxy_headers=False,
+        )
+        server = uvicorn.Server(config)
+        log.info("FedXray central listening on https://%s:%d (Fleet API at /v1/fleet/, SuperLink on %s)",
+                 settings.host, settings.port, superlink.address)  # fmt: skip
+        try:
+            server.run()
+        except (KeyboardInterrupt, _Stop):  # uvicorn re-raises the signal it shut down for
+            pass
+        return 0 if server.started else 1
+    except (KeyboardInterrupt, _Stop):
+        log.info("interrupted during start-up")
+        return 0
+    except (SuperLinkError, HomeError) as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        if ctx is not None:
+            ctx.stop_background()
+        if superlink is not None:
+            superlink.stop()
+        home.runtime_file.unlink(missing_ok=True)
+        lock.release()
+        log.info("central stopped")
+
+
+class _Stop(Exception):
+    """SIGTERM arrived: unwind through every `finally` so children are stopped and the lock released."""
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _Stop
+
+
+def _write_runtime(home: CentralHome, settings: Settings, superlink: SuperLinkProcess) -> None:
+    runtime = {
+        "pid": os.getpid(),
+        "url": settings.local_url,
+        "host": settings.host,
+        "port": settings.port,
+        "superlink_address": superlink.address,
+        "superlink_pid": superlink.pid,
+    }
+    pki.write_public(home.runtime_file, json.dumps(runtime, indent=2).encode("utf-8"))

@@ -1,0 +1,331 @@
+"""Chest X-ray data sets in class folders: discovery, patient-level split, fingerprint, tf.data pipeline."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import math
+import os
+import random
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from fl.classes import CLASSES
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CLASS_DIRS = {c: c for c in CLASSES}  # folder name -> class name
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"})
+MANIFEST = "manifest.csv"
+
+# Augmentation ranges for chest radiographs. No horizontal flip: the heart's side matters.
+ROTATION_DEGREES = 7.0
+ZOOM = 0.10  # scale factor in [1 - ZOOM, 1 + ZOOM]
+TRANSLATION = 0.05  # fraction of the image side
+BRIGHTNESS = 0.08  # added to the [0, 1] image
+CONTRAST = 0.15  # factor in [1 - CONTRAST, 1 + CONTRAST] around the image mean
+
+
+class DatasetError(ValueError):
+    """A data folder that cannot be used; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image file, its class index (into CLASSES) and the patient it belongs to."""
+
+    path: Path
+    label: int
+    patient_id: str
+
+
+def _is_dicom_without_suffix(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def _read_manifest(root: Path) -> dict[str, str]:
+    path = root / MANIFEST
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = {"filename", "patient_id"} - set(reader.fieldnames or ())
+            if missing:
+                raise DatasetError(
+                    f"{path} lacks the column(s) {', '.join(sorted(missing))}: a manifest needs 'filename' "
+                    "(path relative to the data folder) and 'patient_id'. Fix or remove the manifest."
+                )
+            patients: dict[str, str] = {}
+            for row in reader:
+                name = (row["filename"] or "").strip().replace("\\", "/")
+                pid = (row["patient_id"] or "").strip()
+                if name and pid:
+                    patients.setdefault(str(PurePosixPath(name)), pid)
+            return patients
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"cannot read {path} ({e}); fix or remove the manifest") from e
+
+
+def _image_files(folder: Path) -> tuple[list[Path], int]:
+    """Image and DICOM files below `folder` (hidden files and folders skipped), and the number skipped."""
+    found, skipped = [], 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            if path.suffix.lower() in IMAGE_SUFFIXES or _is_dicom_without_suffix(path):
+                found.append(path)
+            else:
+                skipped += 1
+    return found, skipped
+
+
+def discover(root, *, class_dirs: Mapping[str, str] | None = None) -> list[Sample]:
+    """All image/DICOM files in the class folders of `root`, sorted by relative path.
+
+    `class_dirs` maps folder names to class names (default: the class names themselves). The patient of each
+    file comes from `root/manifest.csv` (columns filename, patient_id) when present; files it does not list
+    get their file stem as patient id, and a warning gives their number.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"the data folder {root} does not exist or is not a folder")
+    class_dirs = dict(DEFAULT_CLASS_DIRS if class_dirs is None else class_dirs)
+    unknown = sorted(set(class_dirs.values()) - set(CLASSES))
+    if unknown:
+        raise DatasetError(f"unknown class name(s) {', '.join(unknown)}; the classes are {', '.join(CLASSES)}")
+    subfolders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    present = [d for d in subfolders if d in class_dirs]
+    if not present:
+        raise DatasetError(
+            f"no class folders in {root}: expected folders named {', '.join(sorted(class_dirs))} "
+            f"(found: {', '.join(subfolders) or 'none'})"
+        )
+    ignored = [d for d in subfolders if d not in class_dirs]
+    if ignored:
+        logger.warning("Ignoring folders that are not class folders in %s: %s", root, ", ".join(ignored))
+
+    patients = _read_manifest(root) if (root / MANIFEST).is_file() else None
+    samples, skipped, unlisted = [], 0, 0
+    for folder in present:
+        label = CLASSES.index(class_dirs[folder])
+        files, n_skipped = _image_files(root / folder)
+        skipped += n_skipped
+        for path in files:
+            rel = path.relative_to(root).as_posix()
+            pid = patients.get(rel) if patients is not None else None
+            if pid is None:
+                unlisted += patients is not None
+                pid = path.stem
+            samples.append(Sample(path=path, label=label, patient_id=pid))
+    samples.sort(key=lambda s: s.path.relative_to(root).as_posix())
+
+    counts = Counter(s.label for s in samples)
+    logger.info(
+        "Found %d images in %s (%s); skipped %d non-image files",
+        len(samples), root, ", ".join(f"{CLASSES[c]}: {counts[c]}" for c in sorted(counts)), skipped,
+    )
+    if unlisted:
+        logger.warning(
+            "%d of %d images are not listed in %s; each is treated as its own patient (patient id = file name)",
+            unlisted, len(samples), root / MANIFEST,
+        )
+    return samples
+
+
+def split_by_patient(samples: Sequence[Sample], *, val_fraction: float = 0.2, seed: int = 0
+                     ) -> tuple[list[Sample], list[Sample]]:
+    """Train/validation split with no patient on both sides, stratified by class, deterministic for `seed`.
+
+    Patients are visited in a seeded random order, larger patients first, and each goes to validation if
+    that brings the per-class validation counts closer to `val_fraction` of each class's count.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie between 0 and 1, got {val_fraction}")
+    by_patient: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(CLASSES)))
+    for s in samples:
+        by_patient[s.patient_id][s.label] += 1
+    if len(by_patient) < 2:
+        raise DatasetError(
+            f"cannot split {len(samples)} image(s) of {len(by_patient)} patient(s) into training and validation: "
+            "at least two patients are needed"
+        )
+    target = val_fraction * sum(by_patient.values())
+    order = sorted(by_patient)
+    random.Random(seed).shuffle(order)
+    order.sort(key=lambda pid: -by_patient[pid].sum())  # stable: ties keep the seeded order
+
+    val_counts = np.zeros(len(CLASSES))
+    val_patients: set[str] = set()
+    for pid in order:
+        after = val_counts + by_patient[pid]
+        if np.abs(after - target).sum() < np.abs(val_counts - target).sum():
+            val_counts = after
+            val_patients.add(pid)
+    if not val_patients:  # tiny sets: the smallest patient still makes a validation set
+        val_patients.add(order[-1])
+    if len(val_patients) == len(order):
+        val_patients.discard(order[0])
+
+    train = [s for s in samples if s.patient_id not in val_patients]
+    val = [s for s in samples if s.patient_id in val_patients]
+    return train, val
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(samples: Sequence[Sample], *, root=None) -> str:
+    """SHA-256 (hex) over the sorted (relative path, label, SHA-256 of content) of every sample.
+
+    Paths are taken relative to `root`, by default the deepest folder holding all samples, so moving the
+    data folder does not change the fingerprint; renaming, relabelling or editing any file does.
+    """
+    if not samples:
+        raise DatasetError("cannot fingerprint an empty data set")
+    if root is None:
+        root = os.path.commonpath([str(Path(s.path).parent) for s in samples])
+    rows = sorted(
+        (Path(os.path.relpath(s.path, root)).as_posix(), int(s.label), _file_sha256(Path(s.path)))
+        for s in samples
+    )
+    h = hashlib.sha256(b"fedxray-dataset-v1\n")
+    for rel, label, digest in rows:
+        h.update(f"{rel}\t{label}\t{digest}\n".encode())
+    return h.hexdigest()
+
+
+def class_weights(samples: Sequence[Sample], num_classes: int = len(CLASSES)) -> dict[int, float]:
+    """Inverse-frequency weights per class index, scaled so the mean over present classes is 1.
+
+    Classes with no samples get weight 1.0 (they never occur, but Keras wants every class in the dict).
+    """
+    counts = Counter(int(s.label) for s in samples)
+    if not counts:
+        raise DatasetError("cannot compute class weights of an empty data set")
+    if max(counts) >= num_classes or min(counts) < 0:
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}, found {sorted(counts)}")
+    inverse = {c: 1.0 / n for c, n in counts.items()}
+    mean = sum(inverse.values()) / len(inverse)
+    return {c: inverse[c] / mean if c in inverse else 1.0 for c in range(num_classes)}
+
+
+def _affine_scaling(scaling: str) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) with to_model_input(x) == x[..., None] * a + b, read off fl.preprocess (its single definition)."""
+    from fl.preprocess import to_model_input
+
+    zeros = np.zeros((8, 8), np.float32)
+    offset = np.asarray(to_model_input(zeros, scaling), np.float64)[0, 0]
+    gain = np.asarray(to_model_input(zeros + 1.0, scaling), np.float64)[0, 0] - offset
+    ramp = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+    if not np.allclose(to_model_input(ramp, scaling), ramp[..., None] * gain + offset, atol=1e-5):
+        raise NotImplementedError(f"scaling {scaling!r} is not per-channel affine; fl.data cannot reproduce it")
+    return gain.astype(np.float32), offset.astype(np.float32)
+
+
+def _augment_batch(tf, x, seed):
+    """Random rotation, zoom, translation, brightness and contrast of a batch (B, S, S, 1) in [0, 1]."""
+    shape = tf.shape(x)
+    b, size = shape[0], tf.cast(shape[1], tf.float32)
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+
+    def uniform(i, limit):
+        return tf.random.stateless_uniform([b], seeds[i], -limit, limit)
+
+    # Intensity first, so that the area the geometric transform brings in stays black like the letterbox.
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    contrast = 1.0 + tf.reshape(uniform(0, CONTRAST), [-1, 1, 1, 1])
+    brightness = tf.reshape(uniform(1, BRIGHTNESS), [-1, 1, 1, 1])
+    x = tf.clip_by_value((x - mean) * contrast + mean + brightness, 0.0, 1.0)
+
+    # Projective transform mapping each output pixel to its input pixel: rotate by `angle` and scale by 1/zoom
+    # about the centre, then shift. No reflection: the determinant stays positive.
+    angle = uniform(2, ROTATION_DEGREES * math.pi / 180.0)
+    zoom = 1.0 + uniform(3, ZOOM)
+    dx, dy = uniform(4, TRANSLATION) * size, uniform(5, TRANSLATION) * size
+    c = (size - 1.0) / 2.0
+    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    a2 = c - (cos * c + sin * c) - dx
+    b2 = c - (-sin * c + cos * c) - dy
+    zeros = tf.zeros_like(cos)
+    transforms = tf.stack([cos, sin, a2, -sin, cos, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT",
+    )
+
+
+def make_dataset(samples: Sequence[Sample], *, input_size: int, scaling: str, batch_size: int, training: bool,
+                 augment: bool | None = None, cache: bool = True, seed: int = 0):
+    """tf.data pipeline yielding (x (B, S, S, 3) float32 scaled for the model, y one-hot (B, C) float32).
+
+    Each file is read and letterboxed by fl.preprocess (the same code as inference); unreadable files are
+    skipped with a warning. Decoded [0, 1] images are cached in memory (`cache`), shuffled with `seed` when
+    `training`, augmented (default: when training), then scaled exactly like fl.preprocess.to_model_input.
+    """
+    import tensorflow as tf
+
+    from fl.preprocess import ImageReadError, letterbox, read_image
+
+    augment = training if augment is None else augment
+    gain, offset = _affine_scaling(scaling)
+    paths = [str(s.path) for s in samples]
+    labels = np.eye(len(CLASSES), dtype=np.float32)[[int(s.label) for s in samples]].reshape(-1, len(CLASSES))
+
+    def decode(path: bytes):
+        try:
+            square, _ = letterbox(read_image(path.decode()).pixels, input_size)
+            return np.asarray(square, np.float32), True
+        except ImageReadError as e:
+            logger.warning("Skipping %s: %s", path.decode(), e)
+            return np.zeros((input_size, input_size), np.float32), False
+
+    def decode_tf(path, y):
+        x, ok = tf.numpy_function(decode, [path], [tf.float32, tf.bool], stateful=False)
+        x = tf.reshape(x, [input_size, input_size, 1])
+        return x, y, tf.reshape(ok, [])
+
+    gain_t, offset_t = tf.constant(gain), tf.constant(offset)
+
+    def decoded_ok(x, y, ok):
+        return ok
+
+    def drop_flag(x, y, ok):
+        return x, y
+
+    def augment_batch(xy, pair):
+        return _augment_batch(tf, xy[0], pair), xy[1]
+
+    def scale(x, y):
+        return x * gain_t + offset_t, y
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    ds = ds.map(decode_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.filter(decoded_ok).map(drop_flag)
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(max(len(paths), 1), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if augment:
+        # One stateless seed pair per batch: deterministic for `seed`, different in every epoch.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                                  deterministic=True)
+    ds = ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,111 @@
+"""GradCAM in the same compiled pass as the prediction, plus the colour map and overlay used everywhere."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fl.model import Architecture
+
+PREDICTED = -1  # class index meaning "explain the predicted class"
+
+
+class Explainer:
+    """Probabilities and GradCAM maps from one compiled forward pass (Selvaraju et al. 2017).
+
+    The gradient of the chosen class's logit flows back only to the target feature map, so the
+    heatmap costs little beyond the forward pass itself.
+    """
+
+    def __init__(self, model, arch: Architecture):
+        import keras
+        import tensorflow as tf
+
+        target = model.get_layer(arch.gradcam_layer)
+        logits = model.get_layer("logits").output
+        self._grad_model = keras.Model(model.inputs, [target.output, logits, model.output])
+        size = model.input_shape[1]
+        self.input_size = int(size)
+        self._step = tf.function(
+            self._explain,
+            input_signature=[
+                tf.TensorSpec([None, size, size, 3], tf.float32),
+                tf.TensorSpec([None], tf.int32),
+            ],
+            reduce_retracing=True,
+        )
+        self._forward = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)],
+        )
+
+    def _explain(self, x, class_index):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            features, logits, probs = self._grad_model(x, training=False)
+            chosen = tf.where(class_index < 0, tf.argmax(probs, axis=-1, output_type=tf.int32), class_index)
+            score = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=1))
+        grads = tape.gradient(score, features)
+        channel_weights = tf.reduce_mean(grads, axis=(1, 2))  # (B, C)
+        cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", features, channel_weights))
+        peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
+        cam = tf.math.divide_no_nan(cam, peak)
+        return probs, cam, chosen
+
+    def __call__(self, batch: np.ndarray, class_index: int | list[int] | None = None):
+        """Return (probabilities (B,C), GradCAM maps (B,h,w) scaled 0-1, explained class per image (B,))."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim == 3:
+            batch = batch[None]
+        n = batch.shape[0]
+        if class_index is None:
+            idx = np.full(n, PREDICTED, np.int32)
+        elif np.isscalar(class_index):
+            idx = np.full(n, int(class_index), np.int32)
+        else:
+            idx = np.asarray(class_index, np.int32)
+        probs, cams, chosen = self._step(batch, idx)
+        return probs.numpy(), cams.numpy(), chosen.numpy()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities only: the bare compiled forward pass."""
+        return self._forward(np.asarray(batch, dtype=np.float32)).numpy()
+
+
+def _turbo_lut() -> np.ndarray:
+    """Google's Turbo colour map (polynomial approximation by A. Mikhailov), 256 x RGB uint8."""
+    x = np.linspace(0.0, 1.0, 256)
+    v4 = np.stack([np.ones_like(x), x, x**2, x**3], axis=1)
+    v2 = np.stack([x**4, x**5], axis=1)
+    red = v4 @ [0.13572138, 4.61539260, -42.66032258, 132.13108234] + v2 @ [-152.94239396, 59.28637943]
+    green = v4 @ [0.09140261, 2.19418839, 4.84296658, -14.18503333] + v2 @ [4.27729857, 2.82956604]
+    blue = v4 @ [0.10667330, 12.64194608, -60.58204836, 110.36276771] + v2 @ [-89.90310912, 27.34824973]
+    rgb = np.clip(np.stack([red, green, blue], axis=1), 0.0, 1.0)
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+COLORMAP = _turbo_lut()
+
+
+def colorize(heat: np.ndarray) -> np.ndarray:
+    """Map a 0-1 heatmap to RGB uint8 with the Turbo colour map (blue = low, red = high)."""
+    idx = np.clip(np.nan_to_num(np.asarray(heat, np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return COLORMAP[idx]
+
+
+def overlay(gray: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend the coloured heatmap over a 0-1 grayscale image; weak activations leave the image visible."""
+    gray = np.clip(np.asarray(gray, np.float32), 0.0, 1.0)
+    heat = np.clip(np.asarray(heat, np.float32), 0.0, 1.0)
+    if gray.shape != heat.shape:
+        raise ValueError(f"image {gray.shape} and heatmap {heat.shape} differ in size")
+    base = np.repeat(gray[..., None] * 255.0, 3, axis=2)
+    weight = (float(np.clip(alpha, 0.0, 1.0)) * np.sqrt(heat))[..., None]
+    out = base * (1.0 - weight) + colorize(heat).astype(np.float32) * weight
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def legend(width: int = 256, height: int = 12) -> np.ndarray:
+    """A horizontal colour bar (RGB uint8) matching `colorize`, low on the left."""
+    ramp = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1))
+    return colorize(ramp)

@@ -1,0 +1,157 @@
+"""Centralised training and evaluation on a class-folder dataset, shared by `fedxray train` and the Flower apps."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fl.classes import CLASSES
+from fl.data import Sample, class_weights, discover, fingerprint, make_dataset, split_by_patient
+from fl.metrics import compute_metrics
+from fl.model import build_model, get_architecture
+from fl.modelfile import ModelCard, save_model
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run; recorded in the model card."""
+
+    arch: str = "se_resnet50v2"
+    input_size: int = 224
+    epochs: int = 10
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.2
+    seed: int = 0
+    weights: str | None = None
+    augment: bool = True
+    balance_classes: bool = True
+
+
+def compile_model(model, learning_rate, *, label_smoothing: float = 0.0):
+    """Compile with Adam (a rate or a schedule) and categorical cross-entropy (the loss the metrics report)."""
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def predict_dataset(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Run `model` over a (x, one-hot y) dataset; returns (true labels, probabilities)."""
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=False))
+    ys, ps = [], []
+    for x, y in dataset:
+        ps.append(forward(x).numpy())
+        ys.append(np.argmax(y.numpy(), axis=1))
+    if not ps:
+        return np.zeros(0, int), np.zeros((0, len(CLASSES)), np.float32)
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+def evaluate_samples(model, samples: Sequence[Sample], *, input_size: int, scaling: str, batch_size: int = 16) -> dict:
+    """All FedXray metrics of `model` on `samples`."""
+    ds = make_dataset(samples, input_size=input_size, scaling=scaling, batch_size=batch_size, training=False)
+    y, p = predict_dataset(model, ds)
+    return compute_metrics(y, p)
+
+
+def fit_local(model, samples: Sequence[Sample], *, input_size: int, scaling: str, epochs: int, batch_size: int,
+              seed: int = 0, augment: bool = True, balance: bool = True, callbacks=None, verbose="auto"):
+    """Train `model` (compiled) on `samples` for `epochs`; returns the Keras history dict."""
+    ds = make_dataset(samples, input_size=input_size, scaling=scaling, batch_size=batch_size, training=True,
+                      augment=augment, seed=seed)
+    weights = class_weights(samples, len(CLASSES)) if balance else None
+    history = model.fit(ds, epochs=epochs, class_weight=weights, callbacks=callbacks or [], verbose=verbose)
+    return history.history
+
+
+def train(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: TrainConfig,
+    *,
+    name: str = "FedXray SE-ResNet50V2",
+    version: str = "0.1.0",
+    demo: bool = False,
+    description: str = "",
+    on_epoch: Callable[[int, dict], None] | None = None,
+    verbose="auto",
+) -> ModelCard:
+    """Train on `data_dir` with a patient-level validation split; the best epoch (validation macro-F1,
+    then loss) is saved to `out_dir` as soon as it is reached, and again at the end with its full metrics."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    arch = get_architecture(config.arch)
+    samples = discover(data_dir)
+    if not samples:
+        raise ValueError(f"no images found in {data_dir}: expected class folders such as {', '.join(CLASSES)}")
+    train_s, val_s = split_by_patient(samples, val_fraction=config.val_fraction, seed=config.seed)
+    steps = max(1, -(-len(train_s) // config.batch_size)) * config.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.05)
+    model = compile_model(build_model(config.arch, input_size=config.input_size, weights=config.weights), schedule)
+    val_ds = make_dataset(val_s, input_size=config.input_size, scaling=arch.scaling, batch_size=16, training=False)
+    card = ModelCard(
+        name=name,
+        version=version,
+        arch=config.arch,
+        input_size=config.input_size,
+        scaling=arch.scaling,
+        demo=demo,
+        description=description,
+        training={
+            "config": asdict(config),
+            "data_fingerprint": fingerprint(samples),
+            "train_examples": len(train_s),
+            "validation_examples": len(val_s),
+            "train_patients": len({s.patient_id for s in train_s}),
+            "validation_patients": len({s.patient_id for s in val_s}),
+            "split": "by patient",
+            "history": [],
+        },
+    )
+    best = {"key": None}
+
+    class _BestEpoch(keras.callbacks.Callback):
+        """Evaluate on the validation patients each epoch and save the best model at once."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            y, p = predict_dataset(self.model, val_ds)
+            m = compute_metrics(y, p)
+            row = {"epoch": epoch + 1, "train_loss": float(logs.get("loss", np.nan)),
+                   "train_accuracy": float(logs.get("accuracy", np.nan)), "val_loss": m["loss"],
+                   "val_accuracy": m["accuracy"], "val_macro_f1": m["macro_f1"],
+                   "seconds": round(time.perf_counter() - self._t0, 1)}
+            card.training["history"].append(row)
+            key = (m["macro_f1"], -m["loss"])
+            if best["key"] is None or key > best["key"]:
+                best["key"] = key
+                card.training["best_epoch"] = epoch + 1
+                card.metrics = {"validation": m}
+                save_model(self.model, out_dir, card)
+            if on_epoch:
+                on_epoch(epoch + 1, row)
+
+    fit_local(model, train_s, input_size=config.input_size, scaling=arch.scaling, epochs=config.epochs,
+              batch_size=config.batch_size, seed=config.seed, augment=config.augment,
+              balance=config.balance_classes, callbacks=[_BestEpoch()], verbose=verbose)
+    # Rewrite the card once more so that it carries the whole training history.
+    from fl.modelfile import load_model
+
+    best_model, saved = load_model(out_dir)
+    saved.training = card.training
+    return save_model(best_model, Path(out_dir), saved)

@@ -1,0 +1,189 @@
+"""Benchmarks of the learning core (issue 2): latency, batch throughput, training pipeline overhead, memory.
+
+Run: .venv/bin/python tests/benchmarks/bench_core.py [--model DIR] [--data DIR] [--repeats N] [--json OUT]
+Not a test: it prints figures (and optionally writes them as JSON). Warm figures exclude the first call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()  # warm-up (graph tracing)
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def ms(xs: list[float]) -> dict:
+    return {"median_ms": round(1000 * statistics.median(xs), 1), "p90_ms": round(1000 * np.percentile(xs, 90), 1)}
+
+
+def bench_latency(model_dir: Path, image: Path, repeats: int) -> dict:
+    """classify + GradCAM vs bare compiled forward pass vs model.predict + tf-keras-vis GradCAM."""
+    import tensorflow as tf
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    from fl.inference import Classifier
+    from fl.preprocess import preprocess, read_image
+
+    clf = Classifier(model_dir)
+    rg = read_image(image)
+    x, _ = preprocess(rg, input_size=clf.card.input_size, scaling=clf.arch.scaling)
+    batch = x[None]
+    ours = timed(lambda: clf.explainer(batch), repeats)
+    bare = timed(lambda: clf.explainer.predict(batch), repeats)
+    end_to_end = timed(lambda: clf.classify(rg), repeats)
+    from_file = timed(lambda: clf.classify(image), repeats)
+
+    gradcam = Gradcam(clf.model, model_modifier=ReplaceToLinear(), clone=True)
+
+    def reference():
+        probs = clf.model.predict(batch, verbose=0)
+        return gradcam(CategoricalScore([int(np.argmax(probs[0]))]), batch, penultimate_layer=clf.arch.gradcam_layer,
+                       seek_penultimate_conv_layer=False)
+
+    ref = timed(reference, max(3, repeats // 4))
+    _, cams, _ = clf.explainer(batch)
+    theirs = np.asarray(reference())[0]
+    mine = tf.image.resize(cams[0][..., None], theirs.shape, method="bilinear").numpy()[..., 0]
+    corr = float(np.corrcoef(mine.ravel(), theirs.ravel())[0, 1])
+    return {
+        "classify_gradcam": ms(ours),
+        "bare_forward": ms(bare),
+        "classify_from_radiograph": ms(end_to_end),
+        "classify_from_file": ms(from_file),
+        "predict_plus_tf_keras_vis": ms(ref),
+        "ratio_to_bare": round(statistics.median(ours) / statistics.median(bare), 3),
+        "speedup_vs_tf_keras_vis": round(statistics.median(ref) / statistics.median(ours), 1),
+        "heatmap_correlation_with_tf_keras_vis": round(corr, 4),
+    }
+
+
+def bench_batch(model_dir: Path, folder: Path, batch_size: int, limit: int) -> dict:
+    """`fedxray classify` code path on a folder with overlays written, vs the bare forward pass."""
+    from app.cli import classify as cli
+    from fl.inference import Classifier
+    from fl.preprocess import preprocess, read_image
+
+    files = cli.expand([folder])[:limit]
+    clf = Classifier(model_dir)
+    xs = np.stack([preprocess(read_image(f), input_size=clf.card.input_size, scaling=clf.arch.scaling)[0]
+                   for f in files[:batch_size]])
+    bare = timed(lambda: clf.explainer.predict(xs), 5)
+    bare_ips = batch_size / statistics.median(bare)
+    with tempfile.TemporaryDirectory() as out:
+        list(clf.classify_many(files[:batch_size], batch_size=batch_size))  # warm
+        t = time.perf_counter()
+        used: set[str] = set()
+        n = 0
+        for pred in clf.classify_many(files, batch_size=batch_size, heatmaps=True):
+            cli._write_overlay(pred, cli._heatmap_path(Path(out), pred.source, used))
+            n += 1
+        elapsed = time.perf_counter() - t
+    ips = n / elapsed
+    return {"images": n, "batch_size": batch_size, "classify_with_heatmaps_images_per_s": round(ips, 2),
+            "bare_forward_images_per_s": round(bare_ips, 2), "ratio_to_bare": round(ips / bare_ips, 3)}
+
+
+def bench_training(data: Path, arch: str, input_size: int, batch_size: int, steps: int) -> dict:
+    """Training throughput of the tf.data pipeline vs the bare train step on tensors already in memory."""
+    import keras
+    import tensorflow as tf
+
+    from fl.data import discover, make_dataset
+    from fl.model import build_model, get_architecture
+    from fl.train import compile_model
+
+    samples = discover(data)[: batch_size * steps]
+    scaling = get_architecture(arch).scaling
+    ds = make_dataset(samples, input_size=input_size, scaling=scaling, batch_size=batch_size, training=True)
+    list(ds)  # fill the cache, as after the first epoch
+    model = compile_model(build_model(arch, input_size=input_size), 1e-4)
+    x, y = next(iter(ds))
+    bare_ds = tf.data.Dataset.from_tensors((x, y)).repeat(steps)
+    model.fit(bare_ds, epochs=1, verbose=0)  # build the training graph
+    t = time.perf_counter()
+    model.fit(bare_ds, epochs=1, verbose=0)
+    bare = (time.perf_counter() - t) / steps
+    t = time.perf_counter()
+    model.fit(ds, epochs=1, verbose=0)
+    piped = (time.perf_counter() - t) / steps
+    del keras
+    return {"arch": arch, "input_size": input_size, "batch_size": batch_size, "steps": steps,
+            "bare_step_s": round(bare, 4), "pipeline_step_s": round(piped, 4),
+            "pipeline_overhead_pct": round(100 * (piped / bare - 1), 1)}
+
+
+def bench_memory(model_dir: Path, image: Path) -> dict:
+    """Peak resident memory of a fresh process that loads the model and classifies with GradCAM."""
+    code = (
+        "import os,resource;os.environ['TF_CPP_MIN_LOG_LEVEL']='2'\n"
+        "from fl.inference import Classifier\n"
+        f"c=Classifier({str(model_dir)!r})\n"
+        f"[c.classify({str(image)!r}) for _ in range(5)]\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    return {"peak_rss_mb": round(int(out.stdout.split()[-1]) / 1024, 1)}
+
+
+def main() -> None:
+    import resources
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-images", type=int, default=96)
+    ap.add_argument("--train-arch", default="se_resnet50v2")
+    ap.add_argument("--train-steps", type=int, default=8)
+    ap.add_argument("--only", nargs="*", default=["latency", "batch", "training", "memory"])
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    model_dir = args.model or resources.default_model_dir()
+    image = sorted((args.data / "Normal").glob("*.png"))[0]
+    results: dict = {"model": str(model_dir), "cpus": os.cpu_count()}
+    if "latency" in args.only:
+        results["latency"] = bench_latency(model_dir, image, args.repeats)
+        print(json.dumps({"latency": results["latency"]}, indent=1), flush=True)
+    if "batch" in args.only:
+        results["batch"] = bench_batch(model_dir, args.data / "Pneumonia-Viral", args.batch_size, args.batch_images)
+        print(json.dumps({"batch": results["batch"]}, indent=1), flush=True)
+    if "training" in args.only:
+        results["training"] = bench_training(args.data, args.train_arch, 224, args.batch_size, args.train_steps)
+        print(json.dumps({"training": results["training"]}, indent=1), flush=True)
+    if "memory" in args.only:
+        results["memory"] = bench_memory(model_dir, image)
+        print(json.dumps({"memory": results["memory"]}, indent=1), flush=True)
+    results["this_process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """The shared test data (../shared/data beside the checkout, or $FEDXRAY_SHARED_DATA)."""
+    env = os.environ.get("FEDXRAY_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not (path / "cxr").is_dir():
+        pytest.fail(f"the shared test data is missing: expected {path}/cxr (set FEDXRAY_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A real model folder with the tiny test network (random weights) at 64 px."""
+    from fl.model import build_model, get_architecture
+    from fl.modelfile import ModelCard, save_model
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    arch = get_architecture("tiny")
+    model = build_model("tiny", input_size=64)
+    card = ModelCard(name="FedXray tiny test network", version="0.0.1-test", arch="tiny", input_size=64,
+                     scaling=arch.scaling, demo=True, description="random weights, for tests")
+    save_model(model, out, card)
+    return out

@@ -1,0 +1,322 @@
+"""DICOM decoding: real CR files, hand-made files with known LUTs and windows, hostile DICOM input."""
+
+import dataclasses
+import io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    BasicTextSRStorage,
+    DigitalXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
+
+from fl.preprocess import ImageReadError, apply_window, read_image
+
+DATA = Path(os.environ.get("FEDXRAY_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+DICOM = DATA / "dicom"
+
+
+def _shared(name: str) -> Path:
+    path = DICOM / name
+    if not path.exists():
+        pytest.skip(f"shared DICOM file not found: {path}")
+    return path
+
+
+def make_dicom(stored: np.ndarray, *, bits_stored: int | None = None, signed: bool = False,
+               photometric: str = "MONOCHROME2", **tags) -> Dataset:
+    """A DX data set holding ``stored`` (2-D, or 3-D RGB) uncompressed, plus any extra tags."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID = DigitalXRayImageStorageForPresentation
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
+    ds.PatientSex, ds.PatientAge, ds.StudyDate = "M", "054Y", "20240102"
+    ds.Rows, ds.Columns = stored.shape[:2]
+    ds.SamplesPerPixel = 3 if stored.ndim == 3 else 1
+    if stored.ndim == 3:
+        ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = stored.dtype.itemsize * 8
+    ds.BitsStored = bits_stored or ds.BitsAllocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    ds.PixelData = np.ascontiguousarray(stored).tobytes()
+    return ds
+
+
+def save(ds: Dataset, path: Path) -> Path:
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _linear(x: float, c: float, w: float) -> float:
+    """PS3.3 C.11.2.1.2.1 written out for one value, output range [0, 1]."""
+    if x <= c - 0.5 - (w - 1) / 2:
+        return 0.0
+    if x > c - 0.5 + (w - 1) / 2:
+        return 1.0
+    return (x - (c - 0.5)) / (w - 1) + 0.5
+
+
+# ---------------------------------------------------------------- real files
+
+def test_rg1_uncr_monochrome1_window_and_inversion():
+    path = _shared("RG1_UNCR.dcm")
+    image = read_image(path)
+    stored = pydicom.dcmread(path).pixel_array           # no rescale tags: modality values = stored values
+    assert image.format == "DICOM" and image.pixels.shape == (1955, 1841)
+    assert image.window == (15000.0, 30000.0) and image.invert is True and image.voi_function == "LINEAR"
+    np.testing.assert_array_equal(image.raw, stored.astype(np.float32))
+    spots = [(977, 920), (100, 100), np.unravel_index(stored.argmin(), stored.shape),
+             np.unravel_index(stored.argmax(), stored.shape)]
+    for r, c in spots:
+        x = float(stored[r, c])
+        expected = 1.0 - _linear(x, 15000.0, 30000.0)    # MONOCHROME1: high values are dark
+        assert image.pixels[r, c] == pytest.approx(expected, abs=1e-6)
+    # Lungs (dark on a correct display) are darker than the spine/mediastinum.
+    assert image.pixels[900:1100, 300:600].mean() < image.pixels[900:1100, 850:1000].mean()
+    meta = image.meta
+    assert (meta["Modality"], meta["BodyPartExamined"], meta["ViewPosition"]) == ("CR", "CHEST", "PA")
+    assert meta["PhotometricInterpretation"] == "MONOCHROME1"
+    assert (meta["Rows"], meta["Columns"], meta["BitsStored"]) == ("1955", "1841", "15")
+    assert meta["SOPInstanceUID"].startswith("1.3.6.1.4.1.5962")
+    assert meta["PatientAge"] == "" and "ImageLaterality" not in meta
+
+
+def test_rg1_j2k_decodes_to_nearly_the_same_image():
+    uncompressed = read_image(_shared("RG1_UNCR.dcm"))
+    j2k = read_image(_shared("RG1_J2KI.dcm"))
+    assert j2k.pixels.shape == uncompressed.pixels.shape and j2k.invert and j2k.window == uncompressed.window
+    assert np.abs(j2k.pixels - uncompressed.pixels).mean() < 0.005
+    assert np.corrcoef(j2k.pixels.ravel(), uncompressed.pixels.ravel())[0, 1] > 0.999
+    assert j2k.pixel_sha256() != uncompressed.pixel_sha256()      # lossy: different pixels
+
+
+def test_ct_small_signed_with_rescale_and_derived_window():
+    path = _shared("CT_small.dcm")
+    image = read_image(path)
+    stored = pydicom.dcmread(path).pixel_array
+    np.testing.assert_array_equal(image.raw, stored.astype(np.float32) - 1024.0)   # slope 1, intercept -1024
+    center, width = image.window                    # no window in the file: derived from the data
+    assert image.raw.min() <= center - width / 2 < center + width / 2 <= image.raw.max()
+    assert image.pixels.min() == 0.0 and image.pixels.max() == 1.0 and not image.invert
+    assert image.meta["Modality"] == "CT"
+
+
+# ---------------------------------------------------------------- hand-made files, expectations by hand
+
+def test_signed_rescale_and_window_monochrome2_and_1(tmp_path):
+    stored = np.array([[-100, 0], [100, 500]], np.int16)
+    tags = dict(RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=-900, WindowWidth=401)
+    # raw = 2 * stored - 1000 = [[-1200, -1000], [-800, 0]]; c - 0.5 = -900.5, w - 1 = 400:
+    # -1200 -> 0; -1000 -> -99.5/400 + 0.5 = 0.25125; -800 -> 100.5/400 + 0.5 = 0.75125; 0 -> 1.
+    expected = np.array([[0.0, 0.25125], [0.75125, 1.0]])
+    mono2 = read_image(save(make_dicom(stored, signed=True, **tags), tmp_path / "m2.dcm"))
+    np.testing.assert_array_equal(mono2.raw, [[-1200, -1000], [-800, 0]])
+    np.testing.assert_allclose(mono2.pixels, expected, atol=1e-6)
+    assert mono2.window == (-900.0, 401.0)
+    mono1 = read_image(save(make_dicom(stored, signed=True, photometric="MONOCHROME1", **tags), tmp_path / "m1.dcm"))
+    np.testing.assert_allclose(mono1.pixels, 1.0 - expected, atol=1e-6)
+    assert mono1.invert and mono1.pixel_sha256() == mono2.pixel_sha256()
+
+
+def test_signed_12_bit_in_16_with_garbage_high_bits(tmp_path):
+    # Two's complement 12-bit values -5, 5, 2047, -2048 with junk in the 4 unused high bits.
+    stored = np.array([[0x0FFB | 0xF000, 0x0005 | 0xA000], [0x07FF, 0x0800]], np.uint16)
+    ds = make_dicom(stored, bits_stored=12, signed=True, WindowCenter=0, WindowWidth=4096)
+    image = read_image(save(ds, tmp_path / "s12.dcm"))
+    np.testing.assert_array_equal(image.raw, [[-5, 5], [2047, -2048]])
+    expected = [[(-5 + 0.5) / 4095 + 0.5, (5 + 0.5) / 4095 + 0.5], [1.0, 0.0]]
+    np.testing.assert_allclose(image.pixels, expected, atol=1e-6)
+
+
+def test_unsigned_15_bit_and_8_bit(tmp_path):
+    stored = np.array([[0, 32767], [16384, 8192]], np.uint16)
+    image = read_image(save(make_dicom(stored, bits_stored=15, WindowCenter=16384, WindowWidth=32768),
+                            tmp_path / "u15.dcm"))
+    np.testing.assert_allclose(image.pixels, [[0.0, 1.0], [_linear(16384, 16384, 32768), _linear(8192, 16384, 32768)]],
+                               atol=1e-6)
+    eight = np.array([[0, 0, 100, 100]], np.uint8)     # no window: derived from the 0.5/99.5 percentiles
+    image = read_image(save(make_dicom(eight), tmp_path / "u8.dcm"))
+    assert image.window == (50.0, 100.0)               # percentiles 0 and 100 -> centre 50, width 100
+    np.testing.assert_allclose(image.pixels, [[0.0, 0.0, 1.0, 1.0]], atol=1e-6)
+
+
+def test_sigmoid_voi_function(tmp_path):
+    stored = np.array([[50, 100, 150, 125]], np.uint16)
+    ds = make_dicom(stored, WindowCenter=100, WindowWidth=50, VOILUTFunction="SIGMOID")
+    image = read_image(save(ds, tmp_path / "sig.dcm"))
+    # y = 1 / (1 + exp(-4 (x - 100) / 50))
+    expected = [[1 / (1 + math.exp(4)), 0.5, 1 / (1 + math.exp(-4)), 1 / (1 + math.exp(-2))]]
+    np.testing.assert_allclose(image.pixels, expected, atol=1e-6)
+    assert image.voi_function == "SIGMOID"
+
+
+def test_voi_lut_sequence_is_preferred(tmp_path):
+    stored = np.array([[0, 1, 2, 3, 5]], np.uint16)
+    ds = make_dicom(stored, WindowCenter=2, WindowWidth=4)
+    item = Dataset()
+    item.add_new(0x00283002, "US", [4, 1, 16])                 # 4 entries, first mapped value 1, 16 bits
+    item.add_new(0x00283006, "US", [0, 1000, 30000, 65535])
+    ds.VOILUTSequence = [item]
+    image = read_image(save(ds, tmp_path / "lut.dcm"))
+    # 0 (< first) -> entry 0; 1 -> entry 0; 2 -> entry 1; 3 -> entry 2; 5 (beyond) -> last entry.
+    np.testing.assert_allclose(image.pixels, [[0, 0, 1000 / 65535, 30000 / 65535, 1.0]], atol=1e-6)
+    assert image.window == (2.0, 4.0)                            # kept for re-windowing in the viewer
+
+
+def test_rgb_dicom_to_luma(tmp_path):
+    rgb = np.array([[[255, 0, 0], [10, 20, 30]]], np.uint8)
+    image = read_image(save(make_dicom(rgb, photometric="RGB"), tmp_path / "rgb.dcm"))
+    np.testing.assert_allclose(image.pixels, [[0.299, (0.299 * 10 + 0.587 * 20 + 0.114 * 30) / 255]], atol=1e-6)
+    assert image.raw is None and image.window is None
+
+
+def test_meta_optional_tags(tmp_path):
+    ds = make_dicom(np.zeros((4, 4), np.uint16), ImageLaterality="L", PatientOrientation=["P", "F"],
+                    SeriesDescription="Chest PA")
+    meta = read_image(save(ds, tmp_path / "meta.dcm")).meta
+    assert meta["ImageLaterality"] == "L" and meta["PatientOrientation"] == "P\\F"
+    assert (meta["Modality"], meta["PatientAge"], meta["SeriesDescription"]) == ("DX", "054Y", "Chest PA")
+    assert all(isinstance(v, str) for v in meta.values())
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_no_preamble_no_extension(tmp_path, implicit):
+    ds = pydicom.dcmread(_shared("CT_small.dcm"))
+    reference = read_image(_shared("CT_small.dcm"))
+    del ds.file_meta
+    ds.preamble = None
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, implicit_vr=implicit, little_endian=True)
+    path = tmp_path / "IM00001"
+    path.write_bytes(buffer.getvalue())
+    assert path.read_bytes()[128:132] != b"DICM"
+    image = read_image(path)
+    assert image.format == "DICOM"
+    np.testing.assert_array_equal(image.raw, reference.raw)
+
+
+def test_re_windowing_keeps_identity():
+    image = read_image(_shared("RG1_UNCR.dcm"))
+    narrow = apply_window(image.raw, 12000, 8000, invert=image.invert)
+    other = dataclasses.replace(image, pixels=narrow, window=(12000.0, 8000.0))
+    assert other.pixel_sha256() == image.pixel_sha256()
+
+
+# ---------------------------------------------------------------- apply_window by hand
+
+def test_apply_window_by_hand():
+    x = np.array([0.0, 99.5, 100.0, 150.0, 200.0])
+    np.testing.assert_allclose(apply_window(x, 100, 101), [0, 0.5, 0.505, 1.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(apply_window(x, 100, 101, invert=True), [1, 0.5, 0.495, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(apply_window(x, 100, 100, function="LINEAR_EXACT"), [0, 0.495, 0.5, 1, 1], atol=1e-6)
+    np.testing.assert_array_equal(apply_window(x, 100, 1), [0, 0, 1, 1, 1])   # width 1: a step at c - 0.5
+    assert apply_window(x, 100, 10).dtype == np.float32
+    with pytest.raises(ValueError):
+        apply_window(x, 100, 10, function="LOG")
+
+
+# ---------------------------------------------------------------- hostile DICOM
+
+def _refused(path, *words) -> str:
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    message = str(info.value)
+    for word in words:
+        assert word.lower() in message.lower(), message
+    return message
+
+
+def test_truncated_dicom(tmp_path):
+    data = _shared("RG1_UNCR.dcm").read_bytes()
+    half = tmp_path / "half.dcm"
+    half.write_bytes(data[: len(data) // 2])
+    _refused(half, "half.dcm", "damaged or incomplete", "export")
+    for n in (140, 700):
+        head = tmp_path / f"head{n}.dcm"
+        head.write_bytes(data[:n])
+        _refused(head, "DICOM")
+
+
+def test_dicom_without_pixel_data(tmp_path):
+    ds = make_dicom(np.zeros((4, 4), np.uint16))
+    del ds.PixelData                                          # an image object whose pixels are missing
+    _refused(save(ds, tmp_path / "nopix.dcm"), "nopix.dcm", "without pixel data", "incomplete")
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = BasicTextSRStorage   # a report: no image at all
+    _refused(save(ds, tmp_path / "report.dcm"), "report.dcm", "no image", "Basic Text SR", "radiograph itself")
+
+
+def test_dicomdir(tmp_path):
+    ds = make_dicom(np.zeros((4, 4), np.uint16))
+    del ds.PixelData
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"   # Media Storage Directory
+    ds.DirectoryRecordSequence = []
+    _refused(save(ds, tmp_path / "DICOMDIR"), "DICOMDIR")
+
+
+def test_multi_frame_dicom_is_refused(tmp_path):
+    frames = np.zeros((3, 4, 4), np.uint16)
+    ds = make_dicom(frames[0], NumberOfFrames=3)
+    ds.PixelData = frames.tobytes()
+    _refused(save(ds, tmp_path / "cine.dcm"), "3 images", "multi-frame", "single")
+
+
+def test_missing_codec(tmp_path):
+    ds = make_dicom(np.zeros((8, 8), np.uint16))
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless           # no JPEG-LS decoder is installed here
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7 not really JPEG-LS \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    _refused(save(ds, tmp_path / "jls.dcm"), "JPEG-LS", "decoder", "uncompressed")
+
+
+@pytest.mark.timeout(60)   # a hang guard, not a timing assertion
+def test_dicom_bomb_is_refused_before_decoding(tmp_path):
+    ds = make_dicom(np.zeros((2, 2), np.uint16))
+    ds.Rows = ds.Columns = 65535                              # claims 4.3 gigapixels, holds 8 bytes
+    _refused(save(ds, tmp_path / "bomb.dcm"), "65535 x 65535", "megapixels", "not a radiograph")
+
+
+# ---------------------------------------------------------------- compressed transfer syntaxes
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
+def test_lossless_compressed_signed_dicom(tmp_path, syntax):
+    stored = (np.arange(32 * 32, dtype=np.int16).reshape(32, 32) * 3 - 1500)
+    ds = make_dicom(stored, signed=True, RescaleSlope=1, RescaleIntercept=-24, WindowCenter=0, WindowWidth=2000)
+    ds.compress(syntax, stored)
+    image = read_image(save(ds, tmp_path / "compressed.dcm"))
+    np.testing.assert_array_equal(image.raw, stored.astype(np.float32) - 24)   # lossless: exact values
+    assert image.pixels[0, 0] == pytest.approx(_linear(-1524, 0, 2000), abs=1e-6)
+
+
+def test_jpeg_baseline_dicom(tmp_path):
+    gray = np.tile(np.linspace(0, 250, 64).astype(np.uint8), (64, 1))
+    jpeg = io.BytesIO()
+    Image.fromarray(gray).save(jpeg, format="JPEG", quality=100)
+    ds = make_dicom(gray, WindowCenter=128, WindowWidth=256)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([jpeg.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    image = read_image(save(ds, tmp_path / "jpeg.dcm"))
+    assert np.abs(image.raw - gray).max() <= 3                                  # lossy, quality 100
