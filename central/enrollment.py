@@ -121,7 +121,11 @@ def end_enrollment(*, ctx: CentralContext, node_id: int, new_status: str, actor:
     try:
         ctx.control.unregister_node(node_id)
     except SuperLinkError as exc:
-        known = ctx.control.list_nodes() if ctx.superlink.up else None
+        # Already gone from the SuperLink (e.g. unregistered by hand)? Then finishing here is safe.
+        try:
+            known = ctx.control.list_nodes()
+        except SuperLinkError:
+            known = None
         if known is None or (node_id in known and known[node_id].status != "unregistered"):
             log.error("unregistering node %s failed: %s", node_id, exc)
             raise HTTPException(503, detail="The SuperLink refused to unregister the node; nothing was changed.") from exc

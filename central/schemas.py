@@ -47,7 +47,7 @@ class CAPublic(BaseModel):
 class EnrollmentCreate(Strict):
     token: str = Field(min_length=1, max_length=200)
     public_key: str = Field(min_length=1, max_length=2000, description="OpenSSH ECDSA public key (NIST curve)")
-    hostname: str | None = Field(default=None, max_length=100)
+    hostname: str | None = Field(default=None, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")
 
 
 class EnrollmentPublic(BaseModel):
@@ -63,7 +63,7 @@ class EnrollmentPublic(BaseModel):
 
 class TokenCreate(Strict):
     site: SiteName
-    expires_in_seconds: int = Field(default=86400, ge=60, le=90 * 86400)
+    expires_in_seconds: int = Field(default=86400, ge=1, le=90 * 86400)
     note: str | None = Field(default=None, max_length=200)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 import uvicorn
+from sqlalchemy.exc import OperationalError
 
 from central import pki
 from central.api.app import create_app
@@ -27,6 +30,8 @@ def configure_logging(level: str = "info") -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s [%(name)s] %(message)s", stream=sys.stderr, force=True
     )
+    # httpx logs every SuperLink poll and Fleet call at INFO; keep the log about what matters.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def prepare_home(home: CentralHome, *, sans: list[str] | None, default_sans: list[str]) -> list[str]:
@@ -50,21 +55,20 @@ def _kill_stale_superlink(home: CentralHome) -> None:
     if not pid:
         return
     try:
-        cmdline = open(f"/proc/{int(pid)}/cmdline", "rb").read().split(b"\0")
-    except OSError:
+        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
         return
     if str(home.superlink_database).encode() in cmdline:
         log.warning("stopping a SuperLink left over from an earlier run (pid %s)", pid)
         for child in [int(pid), *descendants(int(pid))]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
 
 def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str], access_log: bool = True) -> int:
     """Run the central until SIGINT/SIGTERM; returns the process exit code."""
     home = settings.home
+    os.umask(0o077)  # everything the central writes in its home is for its owner only
     home.root.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _raise_stop)
     lock = ServeLock(home)
@@ -74,15 +78,15 @@ def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str]
     try:
         for item in prepare_home(home, sans=sans, default_sans=default_sans):
             log.info("created %s", item)
-        stored = home.read_settings()
-        stored.setdefault("database", database_label(home, settings.database_url))
-        stored["sans"] = pki.certificate_sans(home.server_cert)
-        home.write_settings(stored)
         log.info("CA fingerprint (SHA-256): %s", home.ca_fingerprint())
 
         engine = make_engine(settings.database_url)
         log.info("database %s: applying migrations", mask_url(settings.database_url))
         migrate(engine)
+        stored = home.read_settings()  # remembered once the database has proved usable
+        stored.setdefault("database", database_label(home, settings.database_url))
+        stored["sans"] = pki.certificate_sans(home.server_cert)
+        home.write_settings(stored)
         with transaction(session_factory(engine)) as session:
             credentials_crud.ensure_credential(session=session, role="admin", name="admin",
                                                secret=home.read_credential("admin"))  # fmt: skip
@@ -90,14 +94,18 @@ def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str]
                                                secret=home.read_credential("service"))  # fmt: skip
 
         _kill_stale_superlink(home)
-        superlink = SuperLinkProcess(home=home, port=settings.superlink_port)
+        superlink = SuperLinkProcess(
+            home=home,
+            port=settings.superlink_port,
+            on_start=lambda pid: _write_runtime(home, settings, pid),
+            extra_env=serverapp_env(home, settings),
+        )
         superlink.start()
         control = SuperLinkControl(address=superlink.address, ca_cert=home.ca_cert)
         ctx = CentralContext(settings=settings, engine=engine, control=control)
         ctx.poll_superlink()
         ctx.start_background()
         app = create_app(ctx, superlink_address=superlink.address)
-        _write_runtime(home, settings, superlink)
 
         config = uvicorn.Config(
             app,
@@ -114,16 +122,17 @@ def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str]
         server = uvicorn.Server(config)
         log.info("FedXray central listening on https://%s:%d (Fleet API at /v1/fleet/, SuperLink on %s)",
                  settings.host, settings.port, superlink.address)  # fmt: skip
-        try:
+        with contextlib.suppress(KeyboardInterrupt, _Stop):  # uvicorn re-raises the signal it shut down for
             server.run()
-        except (KeyboardInterrupt, _Stop):  # uvicorn re-raises the signal it shut down for
-            pass
         return 0 if server.started else 1
     except (KeyboardInterrupt, _Stop):
         log.info("interrupted during start-up")
         return 0
     except (SuperLinkError, HomeError) as exc:
         log.error("%s", exc)
+        return 1
+    except OperationalError as exc:
+        log.error("Cannot use the database %s: %s", mask_url(settings.database_url), str(exc.orig).strip())
         return 1
     finally:
         if ctx is not None:
@@ -139,17 +148,32 @@ class _Stop(Exception):
     """SIGTERM arrived: unwind through every `finally` so children are stopped and the lock released."""
 
 
+def serverapp_env(home: CentralHome, settings: Settings) -> dict[str, str]:
+    """What the SuperLink passes on to the ServerApps it starts: where the central's API is, the CA its
+    certificate chains to, the file holding the service credential (never the credential itself: the run
+    config, which every SuperNode can read, carries none of this), and where to keep the run's model folders."""
+    return {
+        "FEDXRAY_CENTRAL_HOME": str(home.root),
+        "FEDXRAY_CENTRAL_URL": settings.local_url,
+        "FEDXRAY_CENTRAL_API": settings.local_url,  # read by fl.recorder
+        "FEDXRAY_CENTRAL_CA": str(home.ca_cert),
+        "FEDXRAY_SERVICE_TOKEN_FILE": str(home.service_credential),
+        "FEDXRAY_RECORD_DIR": str(home.root / "runs"),
+    }
+
+
 def _raise_stop(signum, frame) -> None:
     raise _Stop
 
 
-def _write_runtime(home: CentralHome, settings: Settings, superlink: SuperLinkProcess) -> None:
+def _write_runtime(home: CentralHome, settings: Settings, superlink_pid: int) -> None:
+    """Where this service listens, for admin commands (and the SuperLink's pid, to clean up after a crash)."""
     runtime = {
         "pid": os.getpid(),
         "url": settings.local_url,
         "host": settings.host,
         "port": settings.port,
-        "superlink_address": superlink.address,
-        "superlink_pid": superlink.pid,
+        "superlink_address": f"127.0.0.1:{settings.superlink_port}",
+        "superlink_pid": superlink_pid,
     }
     pki.write_public(home.runtime_file, json.dumps(runtime, indent=2).encode("utf-8"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from central.db.engine import mask_url, normalize_url, sqlite_url
 from central.home import CentralHome
@@ -29,7 +29,6 @@ class Settings:
     max_fleet_body_bytes: int = 64 * MiB  # Flower messages travel in ≤ 5 MiB objects
     max_model_bytes: int = 4096 * MiB
     log_level: str = "info"
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("port", "superlink_port"):
@@ -42,7 +41,9 @@ class Settings:
             ipaddress.ip_address(self.host)
         except ValueError:
             if self.host != "localhost":
-                raise SettingsError(f"--host must be an IP address to listen on (e.g. 0.0.0.0), not {self.host!r}")
+                raise SettingsError(
+                    f"--host must be an IP address to listen on (e.g. 0.0.0.0), not {self.host!r}"
+                ) from None
 
     @property
     def is_sqlite(self) -> bool:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +36,16 @@ def flower_env() -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+try:
+    _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: dlopen is not safe in a forked child
+except OSError:  # pragma: no cover - not glibc
+    _LIBC = None
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGTERM it when the thread that started it dies."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def descendants(pid: int) -> list[int]:
@@ -73,9 +79,18 @@ class SuperLinkProcess:
     """Runs `flower-superlink` on 127.0.0.1 with TLS, node authentication and a database in the home,
     restarts it with back-off if it exits, and stops it (and everything it started) on request."""
 
-    def __init__(self, *, home: CentralHome, port: int) -> None:
+    def __init__(
+        self,
+        *,
+        home: CentralHome,
+        port: int,
+        on_start: Callable[[int], None] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.home = home
         self.port = port
+        self.extra_env = extra_env or {}  # inherited by the ServerApp processes the SuperLink starts
+        self.on_start = on_start  # called with the pid of every (re)started SuperLink
         self.address = f"127.0.0.1:{port}"
         self._proc: subprocess.Popen | None = None
         self._stopping = threading.Event()
@@ -105,7 +120,7 @@ class SuperLinkProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
-                env=flower_env(),
+                env={**flower_env(), **self.extra_env},
                 cwd=self.home.superlink_dir,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
@@ -136,6 +151,11 @@ class SuperLinkProcess:
             self._proc = self._spawn()
             started = time.monotonic()
             log.info("SuperLink started (pid %d) on %s", self._proc.pid, self.address)
+            if self.on_start is not None:
+                try:
+                    self.on_start(self._proc.pid)
+                except Exception:
+                    log.exception("SuperLink on_start callback failed")
             while self._proc.poll() is None and not self._stopping.is_set():
                 if not self._ready.is_set() and port_open("127.0.0.1", self.port):
                     self._ready.set()

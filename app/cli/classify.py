@@ -46,7 +46,6 @@ def _heatmap_path(folder: Path, source: str, used: set[str]) -> Path:
 
 def run(args) -> int:
     from fl.modelfile import ModelFileError, read_card
-    from fl.preprocess import ImageReadError
 
     model_dir = args.model or active_model_dir()
     try:

@@ -42,8 +42,8 @@ def _f(v) -> str:
 
 def run(args) -> int:
     from fl.data import discover
-    from fl.modelfile import ModelFileError, load_model
     from fl.model import get_architecture
+    from fl.modelfile import ModelFileError, load_model
     from fl.train import evaluate_samples
 
     samples = discover(args.data)

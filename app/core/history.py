@@ -16,7 +16,7 @@ from typing import Any
 
 from app.core import imaging, stats
 from app.core.dicomtags import patient_key
-from app.core.errors import AppError
+from app.core.errors import AppError, DiskFullError
 from app.core.paths import atomic_write_bytes, data_dir
 from fl.classes import CLASSES
 
@@ -26,7 +26,8 @@ IMAGES_DIR = "images"
 
 
 class HistoryError(AppError):
-    """The history database cannot be used (damaged, from a newer FedXray, or not writable)."""
+    """The history database cannot be used (damaged, from a newer FedXray, or not writable).
+    A full disk while saving raises app.core.errors.DiskFullError instead."""
 
 
 class CaseNotFoundError(AppError):
@@ -149,6 +150,9 @@ class HistoryStore:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and "not a database" not in str(exc):
+                raise HistoryError(f"The case history at {self.path} cannot be opened ({exc}). Check that the "
+                                   "data folder is writable (Settings › Data folder).") from exc
             raise HistoryError(
                 f"The case history at {self.path} is damaged and cannot be read ({exc}). FedXray can still "
                 "classify images. Restore the file from a backup, or move it aside to start a new history."
@@ -173,10 +177,11 @@ class HistoryStore:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite itself rolls back after some errors (e.g. SQLITE_FULL)
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     def schema_version(self) -> int:
         """The PRAGMA user_version of the database."""
@@ -200,9 +205,9 @@ class HistoryStore:
                 return fn(conn)
         except sqlite3.OperationalError as exc:
             msg = str(exc)
-            if "full" in msg:
-                raise HistoryError("The disk is full: the case could not be saved in the history. Free some "
-                                   "disk space and try again; nothing was changed.") from exc
+            if "full" in msg:  # SQLITE_FULL: "database or disk is full"
+                raise DiskFullError("The disk is full: the case could not be saved in the history. Free some "
+                                    "disk space and try again; nothing was changed.") from exc
             raise HistoryError(f"The case history could not be updated ({msg}); nothing was changed.") from exc
 
     @staticmethod
@@ -226,11 +231,12 @@ class HistoryStore:
         rad = prediction.radiograph
         sha = rad.pixel_sha256()
         probs = {c: float(p) for c, p in zip(CLASSES, prediction.probabilities, strict=True)}
-        image_file = None
+        image_file, new_image = None, False
         if store_image:
             target = self.folder / IMAGES_DIR / sha[:2] / f"{sha}.png"
             if not target.exists():
                 atomic_write_bytes(target, imaging.stored_copy_png(rad.pixels), what="the copy of the image")
+                new_image = True
             image_file = str(target)
         values = {
             "created": _utc_iso(created) if created else _now(),
@@ -255,7 +261,14 @@ class HistoryStore:
                                [values[n] for n in names])
             return cur.lastrowid
 
-        return self.get(self._write(insert))
+        try:
+            case_id = self._write(insert)
+        except BaseException:
+            if new_image:  # no case refers to the copy just written
+                with contextlib.suppress(OSError):
+                    os.unlink(image_file)
+            raise
+        return self.get(case_id)
 
     def get(self, case_id: int) -> Case:
         """The case with this id; raises CaseNotFoundError."""

@@ -38,9 +38,9 @@ def downscaled(pixels: np.ndarray, max_side: int) -> Image.Image:
 
 
 def png_bytes(img: Image.Image, **kwargs) -> bytes:
-    """Encode a Pillow image as PNG (maximum lossless compression)."""
+    """Encode a Pillow image as PNG (zlib level 6: `optimize` costs seconds on a full-size overlay)."""
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True, **kwargs)
+    img.save(buf, format="PNG", compress_level=6, **kwargs)
     return buf.getvalue()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import textwrap
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,11 +59,11 @@ def _build_pdf(*, case, image_gray, overlay_rgb, card, explained_class, compress
     body = ParagraphStyle("body", parent=ss["BodyText"], fontSize=9, leading=12)
     small = ParagraphStyle("small", parent=body, fontSize=7.5, leading=9.5, textColor=colors.HexColor("#444444"))
     h1 = ParagraphStyle("h1", parent=ss["Heading1"], fontSize=16, spaceAfter=4)
-    h2 = ParagraphStyle("h2", parent=ss["Heading2"], fontSize=11.5, spaceBefore=8, spaceAfter=3)
+    h2 = ParagraphStyle("h2", parent=ss["Heading2"], fontSize=11.5, spaceBefore=8, spaceAfter=3, keepWithNext=1)
     banner = ParagraphStyle("banner", parent=body, textColor=colors.white, fontName="Helvetica-Bold")
     warn_style = ParagraphStyle("warn", parent=body, textColor=colors.HexColor("#6b4100"))
     P = lambda text, style=body: Paragraph(escape(str(text)), style)  # noqa: E731
-    width = A4[0] - 36 * mm
+    width = A4[0] - 36 * mm - 12  # the frame's own padding is 6 pt on each side
     generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
     def boxed(flowable_text: Paragraph, fill: str, border: str) -> Table:
@@ -118,9 +117,9 @@ def _build_pdf(*, case, image_gray, overlay_rgb, card, explained_class, compress
     rows = [[P("Finding", small), P("Probability", small), P("", small)]]
     for c in CLASSES:
         p = float(case.probabilities.get(c, 0.0))
-        d = Drawing(bar_w, 8)
-        d.add(Rect(0, 0, bar_w, 8, fillColor=colors.HexColor("#eeeeee"), strokeColor=None))
-        d.add(Rect(0, 0, bar_w * max(0.0, min(1.0, p)), 8, strokeColor=None,
+        d = Drawing(bar_w - 12, 8)  # minus the cell padding
+        d.add(Rect(0, 0, bar_w - 12, 8, fillColor=colors.HexColor("#eeeeee"), strokeColor=None))
+        d.add(Rect(0, 0, (bar_w - 12) * max(0.0, min(1.0, p)), 8, strokeColor=None,
                    fillColor=colors.HexColor("#1f6fb2" if c == top else "#8aa9c6")))
         style = ParagraphStyle("b", parent=body, fontName="Helvetica-Bold") if c == top else body
         rows.append([P(_label(c), style), P(f"{p:.1%}", style), d])
@@ -212,9 +211,13 @@ def overlay_png_bytes(overlay_rgb: np.ndarray, *, caption: str | None = None, an
 
 def _with_caption(img: Image.Image, lines: list[str]) -> Image.Image:
     size = max(11, img.width // 60)
-    font = ImageFont.load_default(size=size)
-    chars = max(20, int(img.width / (size * 0.55)))
-    wrapped = [seg for line in [*lines, INTENDED_USE] for seg in textwrap.wrap(line, chars)]
+    lines = [*lines, INTENDED_USE]
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", size)  # found where the system keeps its fonts
+    except OSError:  # Pillow's built-in font lacks typographic dashes
+        font = ImageFont.load_default(size=size)
+        lines = [x.replace("—", "-").replace("–", "-") for x in lines]
+    wrapped = [seg for line in lines for seg in _wrap(line, font, img.width - size)]
     strip = int(len(wrapped) * size * 1.35 + size)
     out = Image.new("RGB", (img.width, img.height + strip), (255, 255, 255))
     out.paste(img.convert("RGB"), (0, 0))
@@ -223,6 +226,17 @@ def _with_caption(img: Image.Image, lines: list[str]) -> Image.Image:
     for seg in wrapped:
         draw.text((size // 2, y), seg, fill=(20, 20, 20), font=font)
         y += int(size * 1.35)
+    return out
+
+
+def _wrap(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: float) -> list[str]:
+    """Greedy word wrap by measured text width (a single over-long word gets its own line)."""
+    out: list[str] = []
+    for word in text.split():
+        if out and font.getlength(out[-1] + " " + word) <= width:
+            out[-1] += " " + word
+        else:
+            out.append(word)
     return out
 
 

@@ -27,6 +27,7 @@ _SPEC = [
     ("preset_default", "Window: file &default", "1", None, "DICOM window from the file (1)"),
     ("preset_lung", "Window: &lung", "2", None, "Lung window (2)"),
     ("preset_mediastinum", "Window: &mediastinum", "3", None, "Mediastinum window (3)"),
+    ("cancel", "&Cancel", "Esc", None, "Stop classifying the open image (Esc)"),
     ("next_image", "&Next image", "PgDown", None, "Next image given on the command line"),
     ("prev_image", "&Previous image", "PgUp", None, "Previous image given on the command line"),
     ("show_case", "&Case", "Ctrl+1", None, "The open case"),

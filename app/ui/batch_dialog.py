@@ -28,7 +28,8 @@ from app.ui.style import CLASS_COLOURS
 from app.ui.workers import TaskRunner, Worker
 from fl.classes import CLASS_LABELS, CLASSES
 
-COLUMNS = ("File", "Finding", "Probability", *(CLASS_LABELS[c] for c in CLASSES), "Warnings / error")
+SHORT = {"Covid": "COVID-19", "Normal": "Normal", "Pneumonia-Bacterial": "Bacterial", "Pneumonia-Viral": "Viral"}
+COLUMNS = ("File", "Finding", "Probability", *(SHORT[c] for c in CLASSES), "Warnings / error")
 
 
 class SortItem(QTableWidgetItem):
@@ -53,7 +54,7 @@ class BatchDialog(QDialog):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("FedXray — Classify a folder")
-        self.resize(1000, 600)
+        self.resize(1100, 620)
         self.service, self.runner, self.notifier, self.history = service, runner, notifier, history
         self.batch_size = batch_size
         self.rows: list = []
@@ -79,12 +80,18 @@ class BatchDialog(QDialog):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("batchTable")
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        for i, c in enumerate(CLASSES):
+            self.table.horizontalHeaderItem(3 + i).setToolTip(f"Probability of {CLASS_LABELS[c]}")
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        self.table.setColumnWidth(0, 300)
+        self.table.setWordWrap(False)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
         close = QPushButton("Close")
@@ -115,6 +122,11 @@ class BatchDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         self.export_button.clicked.connect(self._export_dialog)
         self.table.cellDoubleClicked.connect(self._open_row)
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose a folder of chest X-rays", self.folder.text())
+        if path:
+            self.folder.setText(path)
 
     # ---- running
     @property
@@ -196,12 +208,15 @@ class BatchDialog(QDialog):
                 cells += [SortItem(f"{100 * r.probabilities[c]:.1f} %", r.probabilities[c]) for c in CLASSES]
                 cells.append(SortItem("⚠ " + " ".join(r.warnings) if r.warnings else "", len(r.warnings)))
             cells[0].setToolTip(str(r.path))
+            cells[-1].setToolTip(cells[-1].text())
             cells[0].setData(Qt.ItemDataRole.UserRole, str(r.path))
             for j, item in enumerate(cells):
                 if 2 <= j < 3 + len(CLASSES):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(i, j, item)
         self.table.setSortingEnabled(True)
+        self.table.sortItems(0, Qt.SortOrder.AscendingOrder)
+        self.table.setColumnWidth(0, max(260, min(380, self.table.sizeHintForColumn(0) + 8)))
 
     def _open_row(self, row: int, _col: int) -> None:
         item = self.table.item(row, 0)

@@ -84,7 +84,7 @@ class CasePage(QWidget):
             meta = getattr(rad, "meta", {}) or {}
             for key in ("Modality", "BodyPartExamined", "ViewPosition", "PatientAge", "PatientSex", "StudyDate"):
                 if meta.get(key):
-                    parts.append(f"{key_label(key)} {meta[key]}".strip())
+                    parts.append(f"{key_label(key)} {tag_value(key, meta[key])}".strip())
             parts.append(f"{rad.pixels.shape[1]} × {rad.pixels.shape[0]} px")
         res = doc.result
         if res is not None and res.from_history:
@@ -95,6 +95,18 @@ class CasePage(QWidget):
     def _on_warnings(self) -> None:
         doc = self.document
         self.banner.show_warnings(doc.warnings, held_back=not doc.result_allowed)
+
+
+def tag_value(key: str, value: str) -> str:
+    """DICOM values as people read them: dates as YYYY-MM-DD, ages as "45 y"."""
+    v = str(value).strip()
+    if key == "StudyDate" and len(v) == 8 and v.isdigit():
+        return f"{v[:4]}-{v[4:6]}-{v[6:]}"
+    if key == "PatientAge" and len(v) == 4 and v[:3].isdigit() and v[3] in "DWMY":
+        return f"{int(v[:3])} {dict(D='days', W='weeks', M='months', Y='y')[v[3]]}"
+    if key == "PatientSex":
+        return {"F": "female", "M": "male", "O": "other"}.get(v.upper(), v)
+    return v
 
 
 def key_label(key: str) -> str:

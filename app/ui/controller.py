@@ -37,7 +37,7 @@ class ModelState(QObject):
         if self.state == "loading":
             return "Loading model…"
         if self.state == "ready" and self.card is not None:
-            demo = " (demonstration)" if self.card.demo else ""
+            demo = " (demonstration)" if self.card.demo and "demonstration" not in self.card.name.lower() else ""
             return f"Ready: {self.card.name} {self.card.version}{demo}"
         if self.state == "failed":
             return "No model — see Settings › Model"
@@ -62,6 +62,9 @@ class CaseController(QObject):
         self._generation = 0  # results of an older request are dropped
         self._opened: tasks.Opened | None = None
         self._pending = False  # classification waiting for the model
+        self._saving = False  # a shown result is being written to the history
+        self._warnings: list | None = None  # guardrail outcome of the open image (None: not checked yet)
+        self._classified: tasks.Classified | None = None
         self.case = None  # app.core.history.Case of the case on screen
 
     def set_stores(self, history, labelled) -> None:
@@ -87,7 +90,7 @@ class CaseController(QObject):
         card, legend = value
         self.model.set("ready", card=card)
         self.legendReady.emit(legend)
-        if self._pending and self._opened is not None and self.document.result_allowed:
+        if self._pending and self._opened is not None:
             self._classify()
 
     def _model_failed(self, exc: BaseException) -> None:
@@ -98,17 +101,30 @@ class CaseController(QObject):
 
     # ---- open and classify
     def open(self, path: str | Path) -> None:
-        """Read ``path`` in a worker, then show it and classify it (unless guardrails hold it back)."""
+        """Read ``path`` in a worker and show it; then check the guardrails and classify, side by side."""
         path = Path(path)
         self._generation += 1
         gen = self._generation
         self._opened, self._pending, self.case = None, False, None
+        self._warnings, self._classified = None, None  # outcomes of the two parallel steps
         self.document.clear()
         self.document.path = path
         self.document.set_state("reading")
-        self.runner.start(f"Opening {path.name}", tasks.open_image, path,
-                          on_result=lambda o: self._on_opened(gen, o),
+        # One worker reads, hands the image over for display, and goes straight on to classify it.
+        self.runner.start(f"Opening {path.name}", tasks.open_and_classify, path, self.service,
+                          on_partial=lambda o: self._on_opened(gen, o),
+                          on_result=lambda c: self._on_open_classified(gen, path, c),
                           on_error=lambda e: self._on_failed(gen, f"Opening {path.name}", e))
+
+    def _on_open_classified(self, gen: int, path: Path, outcome) -> None:
+        if gen != self._generation:
+            return
+        if outcome is None:  # the model was not loaded when the image was read
+            self._classify()
+        elif isinstance(outcome, BaseException):
+            self._on_failed(gen, f"Classifying {path.name}", outcome)
+        else:
+            self._on_classified(gen, outcome)
 
     def _on_failed(self, gen: int, what: str, exc: BaseException) -> None:
         if gen != self._generation:
@@ -120,23 +136,29 @@ class CaseController(QObject):
         if gen != self._generation:
             return
         self._opened = opened
-        doc = self.document
-        doc.set_image(opened.path, opened.radiograph, opened.image, opened.display)
-        held = bool(opened.warnings)
-        doc.set_warnings(opened.warnings, allowed=not held)
-        if held:
-            doc.set_state("blocked")
-            self.notifier.warning(f"{opened.path.name}: the image may not suit the model — see the caution "
-                                  "above the image.")
+        self.document.set_image(opened.path, opened.radiograph, opened.image, opened.display)
+        # The guardrail check and the classification run at the same time; the result is shown only
+        # when the check is clean or the clinician insists.
+        self.runner.start(f"Checking {opened.path.name}", tasks.check, opened.radiograph,
+                          on_result=lambda w: self._on_checked(gen, w),
+                          on_error=lambda e: self._on_failed(gen, f"Checking {opened.path.name}", e))
+        self._update_state()
+
+    def _on_checked(self, gen: int, warnings: list) -> None:
+        if gen != self._generation:
             return
-        self._classify()
+        self._warnings = list(warnings)
+        self._opened.warnings = self._warnings
+        # With warnings the banner says why and offers "Show result anyway".
+        self.document.set_warnings(self._warnings, allowed=not self._warnings)
+        self._maybe_show(gen)
 
     def insist(self) -> None:
         """The clinician chose to see the result despite the guardrail warnings."""
         if self._opened is None or self.document.result_allowed:
             return
         self.document.set_warnings(self._opened.warnings, allowed=True)
-        self._classify()
+        self._maybe_show(self._generation)
 
     def _classify(self) -> None:
         opened, gen = self._opened, self._generation
@@ -144,35 +166,83 @@ class CaseController(QObject):
             return
         if not self.service.loaded:
             self._pending = True
-            self.document.set_state("waiting" if self.model.state == "loading" else "failed")
             if self.model.state != "loading":
+                self.document.set_state("failed")
                 self.notifier.error("No model is loaded, so the image cannot be classified. Choose a model "
                                     "in Settings › Model.")
+            else:
+                self._update_state()
             return
         self._pending = False
-        self.document.set_state("classifying")
-        self.runner.start(f"Classifying {opened.path.name}", tasks.classify, self.service, self.history, opened,
+        self._update_state()
+        self.runner.start(f"Classifying {opened.path.name}", tasks.classify, self.service, opened,
                           on_result=lambda c: self._on_classified(gen, c),
                           on_error=lambda e: self._on_failed(gen, f"Classifying {opened.path.name}", e))
 
     def _on_classified(self, gen: int, c: tasks.Classified) -> None:
         if gen != self._generation:
             return
-        self.case = c.case
-        doc = self.document
+        self._classified = c
+        self._maybe_show(gen)
+
+    def _maybe_show(self, gen: int) -> None:
+        """Show the classification once the guardrails are clean or the clinician insisted."""
+        c, doc = self._classified, self.document
+        if gen != self._generation or doc.result is not None or doc.state == "failed":
+            return
+        if c is None or self._warnings is None or not doc.result_allowed:
+            self._update_state()
+            return
         doc.set_result(c.result, c.prediction)
         doc.set_heat(c.prediction.class_index, c.heat, None, c.heat_image)
         doc.set_state("result")
-        if c.history_error is not None:
-            self.notifier.task_failed("Saving the case in the history", c.history_error)
+        # Then record it: the clinician sees the result without waiting for the disk.
+        if self.history is None:
+            self.notifier.error("The case history is not available, so this result is not recorded.")
+            return
+        self._saving = True
+        self.runner.start("Saving the case in the history", tasks.store_case, self.history, c.prediction,
+                          self._opened, on_result=lambda case: self._on_stored(gen, case),
+                          on_finished=self._stored_done)
+
+    def cancel(self) -> bool:
+        """Stop waiting for the open case (its running step finishes unseen); True if there was one."""
+        if self.document.state not in ("reading", "classifying", "waiting"):
+            return False
+        self._generation += 1
+        self._pending = False
+        self.document.set_state("cancelled")
+        self.notifier.info(f"Stopped classifying {self.document.name}. Open it again to classify it.")
+        return True
+
+    def _update_state(self) -> None:
+        """The waiting state the result panel shows while no result is on screen."""
+        doc = self.document
+        if doc.result is not None or doc.state == "failed":
+            return
+        if self._warnings and not doc.result_allowed:
+            doc.set_state("blocked")
+        elif self._pending:
+            doc.set_state("waiting")
         else:
-            self.historyChanged.emit()
+            doc.set_state("classifying")
+
+    def _stored_done(self) -> None:
+        self._saving = False
+
+    def _on_stored(self, gen: int, case) -> None:
+        self.historyChanged.emit()
+        if gen != self._generation or self.document.result is None:
+            return
+        self.case = case
+        self.document.result.case_id, self.document.result.created = case.id, case.created
+        self.document.caseStored.emit()
 
     # ---- reopen from the history
     def reopen(self, case_id) -> None:
         self._generation += 1
         gen = self._generation
-        self._pending = False
+        self._pending, self._warnings, self._classified = False, None, None
         self.document.clear()
         self.document.set_state("reading")
         service = self.service if self.service.loaded else None
@@ -236,8 +306,12 @@ class CaseController(QObject):
         return self.document.radiograph is not None and self.document.result is not None
 
     def export_pdf(self, path: str | Path) -> None:
-        if not self.can_export() or self.case is None:
+        if not self.can_export():
             self.notifier.error("There is no classified case to export. Open an image first.")
+            return
+        if self.case is None:
+            self.notifier.error("The case is still being saved in the history (or could not be saved); the "
+                                "PDF report needs it. Try again in a moment.")
             return
         doc = self.document
         self.runner.start("Exporting the PDF report", tasks.export_pdf, Path(path), case=self.case,

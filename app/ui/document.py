@@ -40,6 +40,7 @@ class CaseDocument(QObject):
     heatChanged = Signal()  # heatmap of the explained class changed
     overlayChanged = Signal()  # visible / opacity / side-by-side
     warningsChanged = Signal()
+    caseStored = Signal()  # the result on screen was recorded in the history (result.case_id is set)
     stateChanged = Signal(str)  # "empty" | "reading" | "classifying" | "blocked" | "result" | "failed"
 
     def __init__(self, parent: QObject | None = None) -> None:

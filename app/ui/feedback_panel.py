@@ -20,9 +20,9 @@ from app.ui.document import CaseDocument
 from fl.classes import CLASS_LABELS, CLASSES
 
 EXPLANATION = (
-    "Confirmed cases are copied into this workstation's <b>local labelled set</b> (in the FedXray data "
-    "folder, sorted by class). It is kept on this computer and never sent anywhere; if your site joins "
-    "federated training, only model updates leave the workstation, never images."
+    "Labelled cases are copied into this workstation's <b>local labelled set</b> (FedXray data folder, "
+    "by class) for federated training later. The images stay on this computer and are never sent anywhere; "
+    "only model updates leave it."
 )
 
 
@@ -65,10 +65,12 @@ class FeedbackPanel(QGroupBox):
         self.label.currentIndexChanged.connect(self._update_button)
         self.button.clicked.connect(self._submit)
         document.resultChanged.connect(self._on_result)
+        document.caseStored.connect(self._on_result)
         self._on_result()
 
     def _on_result(self) -> None:
         res = self.document.result
+        self.setVisible(res is not None)  # nothing to assess without a result
         self.setEnabled(res is not None and res.case_id is not None)
         if res is None:
             self.status.setText("")
@@ -80,11 +82,14 @@ class FeedbackPanel(QGroupBox):
         self._update_button()
 
     def _show_status(self, label: str | None) -> None:
+        self.status.setProperty("done", bool(label))
+        self.status.style().unpolish(self.status)
+        self.status.style().polish(self.status)
         if label:
             self.status.setText(f"✔ Labelled <b>{html.escape(CLASS_LABELS.get(label, label))}</b> — in the "
                                 "local labelled set.")
         else:
-            self.status.setText("Not yet labelled.")
+            self.status.setText("Not labelled yet.")
 
     def _update_button(self, *_args) -> None:
         res = self.document.result

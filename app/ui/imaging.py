@@ -17,7 +17,10 @@ CT_PRESETS = {"Lung": (-600.0, 1500.0), "Mediastinum": (40.0, 400.0)}
 def gray_to_qimage(gray: np.ndarray) -> QImage:
     """(H, W) float [0,1] or uint8 -> Grayscale8 QImage (owns a copy of the data)."""
     if gray.dtype != np.uint8:
-        gray = (np.clip(gray, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        tmp = np.clip(gray, 0.0, 1.0, dtype=np.float32)  # one temporary, updated in place
+        tmp *= 255.0
+        tmp += 0.5
+        gray = tmp.astype(np.uint8)
     gray = np.ascontiguousarray(gray)
     h, w = gray.shape
     return QImage(gray.data, w, h, w, QImage.Format.Format_Grayscale8).copy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class MainWindow(QMainWindow):
         self.history = self.labelled = None
         self.queue: list[Path] = []  # images given on the command line, navigable with PgUp/PgDown
         self.batch_dialog = None
+        self._stale: set = set()  # history/statistics views to refresh when next shown
 
         self.setWindowTitle(APP_TITLE)
         self.setWindowIcon(app_icon())
@@ -145,6 +147,7 @@ class MainWindow(QMainWindow):
         a.preset_default.triggered.connect(lambda: view.apply_preset("File default"))
         a.preset_lung.triggered.connect(lambda: view.apply_preset("Lung"))
         a.preset_mediastinum.triggered.connect(lambda: view.apply_preset("Mediastinum"))
+        a.cancel.triggered.connect(c.cancel)
         a.next_image.triggered.connect(lambda: self._step_queue(+1))
         a.prev_image.triggered.connect(lambda: self._step_queue(-1))
         a.show_case.triggered.connect(lambda: self.tabs.setCurrentWidget(self.case_page))
@@ -222,7 +225,8 @@ class MainWindow(QMainWindow):
         self.controller.open(path)
         if path.is_file():
             self.prefs.add_recent(path)
-            self._save_prefs()
+            snapshot = dataclasses.replace(self.prefs, recent_files=list(self.prefs.recent_files))
+            self.runner.start("Saving the recent-files list", snapshot.save)
             menus.fill_recent(self)
 
     def _step_queue(self, step: int) -> None:
@@ -355,12 +359,15 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(msg.text, 0 if msg.level == ERROR else 8000)
 
     def _refresh_history(self) -> None:
-        self.history_view.refresh()
-        self.stats_view.refresh()
+        """The history changed: refresh the view on screen now, the hidden ones when they are shown."""
+        self._stale = {self.history_view, self.stats_view}
+        self._tab_changed()
 
-    def _tab_changed(self, _index: int) -> None:
-        if self.tabs.currentWidget() is self.stats_view:
-            self.stats_view.refresh()
+    def _tab_changed(self, _index: int = -1) -> None:
+        current = self.tabs.currentWidget()
+        if current in self._stale:
+            self._stale.discard(current)
+            current.refresh()
 
     def _update_title(self) -> None:
         name = self.document.name
@@ -377,6 +384,7 @@ class MainWindow(QMainWindow):
             act.setEnabled(doc.radiograph is not None)
         for act in (a.next_image, a.prev_image):
             act.setEnabled(len(self.queue) > 1)
+        a.cancel.setEnabled(doc.state in ("reading", "classifying", "waiting"))
 
     def _sync_checks(self) -> None:
         a, doc = self.act, self.document

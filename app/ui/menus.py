@@ -30,6 +30,7 @@ def build(window) -> None:
                 a.preset_mediastinum, None, a.heatmap, a.side_by_side, None, a.prev_image, a.next_image):
         view.addSeparator() if act is None else view.addAction(act)
 
+    file.insertAction(a.export_pdf, a.cancel)
     go = bar.addMenu("&Go")
     for act in (a.show_case, a.show_history, a.find_history, a.show_stats):
         go.addAction(act)
@@ -57,9 +58,9 @@ def build(window) -> None:
     tb.addSeparator()
     tb.addAction(a.find_history)
     tb.addAction(a.settings)
-    window.document.imageChanged.connect(lambda: window.preset_combo.setEnabled(window.document.is_dicom))
+    window.document.imageChanged.connect(lambda: window.preset_action.setVisible(window.document.is_dicom))
     window.document.imageChanged.connect(lambda: window.preset_combo.setCurrentIndex(0))
-    window.preset_combo.setEnabled(False)
+    window.preset_action.setVisible(False)
     fill_recent(window)
 
 

@@ -30,6 +30,7 @@ STATE_TEXT = {
     "waiting": "Waiting for the model to finish loading…",
     "blocked": "Result held back — see the caution above the image.",
     "failed": "No result for this image.",
+    "cancelled": "Cancelled — open the image again to classify it.",
 }
 
 
@@ -113,7 +114,7 @@ class ResultPanel(QWidget):
         self.finding_prob.setObjectName("topProbability")
         grid = QGridLayout()
         grid.setHorizontalSpacing(10)
-        grid.setVerticalSpacing(8)
+        grid.setVerticalSpacing(6)
         grid.setColumnStretch(1, 1)
         self.rows = [ProbabilityRow(grid, i, name) for i, name in enumerate(CLASSES)]
         finding_box = QGroupBox("Model result")
@@ -148,7 +149,7 @@ class ResultPanel(QWidget):
         # --- heatmap controls
         heat_box = QGroupBox("Where the model looked (GradCAM)")
         hl = QGridLayout(heat_box)
-        hl.setVerticalSpacing(8)
+        hl.setVerticalSpacing(6)
         self.show_heat = QCheckBox("Show heatmap")
         self.show_heat.setToolTip("Toggle the heatmap overlay (H)")
         self.side_by_side = QCheckBox("Side by side")
@@ -161,8 +162,12 @@ class ResultPanel(QWidget):
         self.explain = QComboBox()
         self.explain.setObjectName("explainCombo")
         self.legend = Legend()
-        hl.addWidget(self.show_heat, 0, 0)
-        hl.addWidget(self.side_by_side, 0, 1, 1, 2)
+        checks = QHBoxLayout()
+        checks.addWidget(self.show_heat)
+        checks.addSpacing(12)
+        checks.addWidget(self.side_by_side)
+        checks.addStretch(1)
+        hl.addLayout(checks, 0, 0, 1, 3)
         hl.addWidget(QLabel("Opacity"), 1, 0)
         hl.addWidget(self.opacity, 1, 1)
         hl.addWidget(self.opacity_value, 1, 2)
@@ -173,8 +178,8 @@ class ResultPanel(QWidget):
         self.heat_box = heat_box
 
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(10, 10, 10, 10)
-        lay.setSpacing(10)
+        lay.setContentsMargins(10, 4, 10, 8)
+        lay.setSpacing(4)
         lay.addWidget(finding_box)
         lay.addWidget(heat_box)
         self.extra = QVBoxLayout()  # the main window adds the feedback box here

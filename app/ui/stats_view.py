@@ -26,15 +26,12 @@ class StatsView(QWidget):
         self.period.addItem("Per day", "day")
         self.period.addItem("Per week", "week")
         self.range = QComboBox()
+        self.range.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.summary = QLabel()
         self.summary.setObjectName("statsSummary")
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
-        self.chart = QChart()
-        self.chart.setAnimationOptions(QChart.AnimationOption.NoAnimation)
-        self.chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
-        self.chart.setMargins(QMargins(8, 8, 8, 8))
-        self.chart.setBackgroundRoundness(6)
+        self.chart = self._new_chart()
         self.view = QChartView(self.chart)
         self.view.setRenderHint(QPainter.RenderHint.Antialiasing)
         self.view.setObjectName("statsChart")
@@ -82,11 +79,20 @@ class StatsView(QWidget):
             self.data = _pad(self.data, since, period)
         self._draw(period)
 
+    def _new_chart(self) -> QChart:
+        chart = QChart()
+        chart.setAnimationOptions(QChart.AnimationOption.NoAnimation)
+        chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
+        chart.setMargins(QMargins(8, 8, 8, 8))
+        chart.setBackgroundRoundness(6)
+        return chart
+
     def _draw(self, period: str) -> None:
-        chart = self.chart
-        chart.removeAllSeries()
-        for axis in chart.axes():
-            chart.removeAxis(axis)
+        # A fresh chart each time: QtCharts leaves ghosts of removed axes behind otherwise.
+        old, chart = self.chart, self._new_chart()
+        self.chart = chart
+        self.view.setChart(chart)
+        old.deleteLater()
         series = QStackedBarSeries()
         totals = dict.fromkeys(CLASSES, 0)
         for name in CLASSES:
@@ -107,9 +113,11 @@ class StatsView(QWidget):
             x.setLabelsAngle(-60)
         y = QValueAxis()
         peak = max((sum(c.values()) for _, c in self.data), default=0)
-        y.setRange(0, max(1, peak))
+        step = max(1, -(-peak // 5))  # whole cases per grid line, at most ~6 lines
+        top = step * (-(-(peak + 1) // step))  # headroom above the highest bar
+        y.setRange(0, top)
         y.setLabelFormat("%d")
-        y.setTickCount(min(max(2, peak + 1), 6))
+        y.setTickCount(top // step + 1)
         y.setTitleText("cases")
         chart.addAxis(x, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(y, Qt.AlignmentFlag.AlignLeft)

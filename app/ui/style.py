@@ -24,7 +24,7 @@ QTabBar::tab {{ padding: 7px 18px; margin-right: 2px; background: transparent; c
     border-bottom: 2px solid transparent; }}
 QTabBar::tab:selected {{ color: {ACCENT}; border-bottom: 2px solid {ACCENT}; font-weight: 600; }}
 QGroupBox {{ background: #ffffff; border: 1px solid #d9dee3; border-radius: 6px; margin-top: 16px;
-    padding: 12px 10px 10px 10px; font-weight: 600; color: #1d2935; }}
+    padding: 8px 8px 8px 8px; font-weight: 600; color: #1d2935; }}
 QGroupBox::title {{ subcontrol-origin: margin; left: 10px; top: 2px; padding: 0 2px; }}
 QGroupBox QLabel, QGroupBox QCheckBox {{ font-weight: 400; }}
 #resultPanel {{ background: #f4f6f8; }}
@@ -43,7 +43,8 @@ QProgressBar#busyBar::chunk {{ background: {ACCENT}; }}
 #demoBadge {{ background: #fff3cd; color: #7a4d00; border: 1px solid #e0b84c; border-radius: 3px;
     padding: 2px 6px; font-weight: 700; font-size: 8pt; }}
 #hint {{ color: #5b6773; font-size: 8.5pt; }}
-#feedbackStatus {{ color: #2e6b45; }}
+#feedbackStatus {{ color: #5b6773; }}
+#feedbackStatus[done="true"] {{ color: #2e6b45; }}
 #intendedUseBar {{ background: #e9eef4; border-top: 1px solid #cfd8e1; }}
 #intendedUseText {{ color: #2a3a4a; }}
 #guardrailBanner {{ background: #fff3cd; border-bottom: 1px solid #e0b84c; }}
@@ -63,7 +64,9 @@ QHeaderView::section {{ background: #eef2f5; border: none; border-right: 1px sol
 QPushButton {{ padding: 5px 14px; border: 1px solid #b8c3ce; border-radius: 4px; background: #ffffff; }}
 QPushButton:hover {{ background: #eef3f8; }}
 QPushButton:default, QPushButton#primary {{ background: {ACCENT}; color: white; border-color: {ACCENT}; }}
-QPushButton:disabled {{ color: #9aa5b1; background: #f1f3f5; }}
+QPushButton:disabled, QPushButton#primary:disabled {{ color: #9aa5b1; background: #f1f3f5;
+    border-color: #cfd6dd; }}
+QDialogButtonBox {{ dialogbuttonbox-buttons-have-icons: 0; }}
 QStatusBar {{ background: #ffffff; border-top: 1px solid #d9dee3; }}
 QStatusBar QLabel#modelStatus {{ padding: 0 8px; color: #33414f; }}
 """

@@ -25,14 +25,12 @@ class Opened:
 
 @dataclass
 class Classified:
-    """A classification with its heatmap layer and the history case it was stored as."""
+    """A classification with its heatmap layer, ready to show."""
 
     prediction: object
     result: Result
     heat: np.ndarray
     heat_image: QImage
-    case: object | None
-    history_error: BaseException | None = None
 
 
 @dataclass
@@ -48,14 +46,19 @@ class Reopened:
     notes: list[str] = field(default_factory=list)
 
 
-def heat_to_qimage(heat: np.ndarray) -> QImage:
+HEAT_DISPLAY_MAX = 1024  # px; GradCAM maps are smooth, so the screen layer can be coarser than the image
+
+
+def heat_to_qimage(heat: np.ndarray, max_side: int = HEAT_DISPLAY_MAX) -> QImage:
     """Heatmap (H, W) [0,1] -> RGBA layer whose alpha follows fl.gradcam.overlay (weight = sqrt(heat)).
 
-    Drawn with item opacity ``a`` over the image this gives exactly overlay(gray, heat, alpha=a).
+    Drawn with item opacity ``a`` over the image this gives overlay(gray, heat, alpha=a). Large maps are
+    subsampled to at most ``max_side`` (the viewer stretches the layer over the image).
     """
     from fl.gradcam import colorize
 
-    heat = np.clip(np.nan_to_num(np.asarray(heat, np.float32)), 0.0, 1.0)
+    step = max(1, -(-max(heat.shape) // max_side))
+    heat = np.clip(np.nan_to_num(np.asarray(heat[::step, ::step], np.float32)), 0.0, 1.0)
     rgba = np.empty(heat.shape + (4,), np.uint8)
     rgba[..., :3] = colorize(heat)
     rgba[..., 3] = (np.sqrt(heat) * 255.0 + 0.5).astype(np.uint8)
@@ -72,15 +75,37 @@ def legend_image(width: int = 256, height: int = 12) -> QImage:
 
 
 def open_image(path: str | Path) -> Opened:
-    """Read an image file (any supported format) and check it against the guardrails."""
-    from app.core.guardrails import check
+    """Read an image file (any supported format) and render it for the screen."""
     from fl.preprocess import read_image
 
     path = Path(path)
     rad = read_image(path)
     display = imaging.Display(window=tuple(rad.window) if rad.raw is not None and rad.window else None)
     image = imaging.gray_to_qimage(rad.pixels)
-    return Opened(path, rad, image, display, list(check(rad)))
+    return Opened(path, rad, image, display, [])
+
+
+def open_and_classify(path: str | Path, service, *, partial) -> Classified | BaseException | None:
+    """Read and render (handed over at once through ``partial``), then classify in the same thread.
+
+    Returns None when no model is loaded yet, and a classification error as a value (so the caller can
+    tell "could not open" from "could not classify").
+    """
+    opened = open_image(path)
+    partial(opened)
+    if not service.loaded:
+        return None
+    try:
+        return classify(service, opened)
+    except Exception as exc:  # noqa: BLE001 - reported by the controller as a classification failure
+        return exc
+
+
+def check(radiograph) -> list:
+    """The guardrail warnings for a radiograph (app.core.guardrails)."""
+    from app.core.guardrails import check as guardrail_check
+
+    return list(guardrail_check(radiograph))
 
 
 def result_from_prediction(pred, card, case=None) -> Result:
@@ -97,18 +122,16 @@ def result_from_prediction(pred, card, case=None) -> Result:
     )
 
 
-def classify(service, history, opened: Opened) -> Classified:
-    """Classify and explain the predicted class; store the case in the history."""
+def classify(service, opened: Opened) -> Classified:
+    """Classify and explain the predicted class (the history is written afterwards, see store_case)."""
     pred = service.classify(opened.radiograph)
     heat_image = heat_to_qimage(pred.heatmap)
-    case, error = None, None
-    if history is not None:
-        try:
-            case = history.add(pred, file_path=opened.path, warnings=opened.warnings)
-        except Exception as exc:  # noqa: BLE001 - the result is still shown; the GUI reports the failure
-            error = exc
-    return Classified(pred, result_from_prediction(pred, service.card, case), pred.heatmap, heat_image, case,
-                      error)
+    return Classified(pred, result_from_prediction(pred, service.card), pred.heatmap, heat_image)
+
+
+def store_case(history, prediction, opened: Opened):
+    """Record a shown result in the history (thumbnail, stored copy, SQLite); returns the Case."""
+    return history.add(prediction, file_path=opened.path, warnings=opened.warnings)
 
 
 def explain(service, prediction, class_index: int) -> tuple[int, np.ndarray, QImage]:

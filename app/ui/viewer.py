@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPixmap, QWheelEvent
+from PySide6.QtGui import QColor, QImage, QPainter, QPixmap, QTransform, QWheelEvent
 from PySide6.QtWidgets import QFrame, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
 ZOOM_STEP = 1.25
@@ -64,8 +64,14 @@ class ImageViewer(QGraphicsView):
             self.fit()
 
     def set_heat(self, image: QImage | None) -> None:
-        """Colour heatmap of the same size as the image (None removes it)."""
+        """Colour heatmap layer (None removes it), stretched over the whole image."""
         self._heat.setPixmap(QPixmap() if image is None else QPixmap.fromImage(image))
+        base = self._base.pixmap()
+        if image is not None and not base.isNull() and image.width() and image.height():
+            self._heat.setTransform(QTransform.fromScale(base.width() / image.width(),
+                                                         base.height() / image.height()))
+        else:
+            self._heat.setTransform(QTransform())
 
     def set_heat_opacity(self, opacity: float) -> None:
         self._heat.setOpacity(max(0.0, min(1.0, float(opacity))))

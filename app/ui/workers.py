@@ -1,14 +1,22 @@
-"""Background work for the GUI: QRunnable workers whose results come back as Qt signals."""
+"""Background work for the GUI: workers on long-lived Python threads whose results come back as Qt signals.
+
+Why not QThreadPool/QRunnable: PySide gives each run() on a reused pool thread a fresh Python thread state,
+while TensorFlow keeps per-OS-thread state that refers to the old one; the second TensorFlow call traced on
+a reused pool thread crashes the process (reproduced with a QCoreApplication, no widgets). A
+concurrent.futures pool keeps one Python thread state per OS thread for the thread's whole life.
+Signals emitted from these threads reach GUI-thread slots as queued calls.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, Signal
 
 log = logging.getLogger(__name__)
 
@@ -19,28 +27,25 @@ class WorkerSignals(QObject):
     returned = Signal(object)
     errored = Signal(object)  # the exception instance
     progress = Signal(int, int)
+    partial = Signal(object)  # an intermediate result (e.g. the image, before its classification)
     finished = Signal()
 
 
-class Worker(QRunnable):
-    """Run ``fn(*args, **kwargs)`` on a pool thread and report through ``signals``.
+class Worker:
+    """Runs ``fn(*args, **kwargs)`` on a worker thread and reports through ``signals``.
 
-    If ``fn`` accepts ``progress=`` or ``cancel=`` keyword arguments they can be passed explicitly;
-    ``self.cancel`` is a threading.Event the GUI sets to ask the work to stop.
+    ``cancel`` is a threading.Event the GUI sets to ask the work to stop (for functions that take it).
     """
 
     def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        super().__init__()
-        self.setAutoDelete(False)  # the pool must not delete it while Python still holds the signals
         self.fn, self.args, self.kwargs = fn, args, kwargs
-        self.signals = WorkerSignals()
+        self.signals = WorkerSignals()  # created on the GUI thread, so its slots run there
         self.cancel = threading.Event()
 
     def report_progress(self, done: int, total: int) -> None:
         """Thread-safe progress callback suitable for app.core functions."""
         self.signals.progress.emit(int(done), int(total))
 
-    @Slot()
     def run(self) -> None:
         try:
             result = self.fn(*self.args, **self.kwargs)
@@ -65,30 +70,31 @@ class TaskRunner(QObject):
                  max_threads: int = 2) -> None:
         super().__init__(parent)
         self._on_error = on_error
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(max_threads)
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_threads, thread_name_prefix="fedxray-worker")
         self._live: set[Worker] = set()
-
-    @property
-    def pool(self) -> QThreadPool:
-        return self._pool
+        self._futures: set[concurrent.futures.Future] = set()
 
     def start(self, what: str, fn: Callable[..., Any], *args: Any,
               on_result: Callable[[Any], None] | None = None,
               on_error: Callable[[BaseException], None] | None = None,
               on_progress: Callable[[int, int], None] | None = None,
               on_finished: Callable[[], None] | None = None,
+              on_partial: Callable[[Any], None] | None = None,
               with_control: bool = False,
               **kwargs: Any) -> Worker:
-        """Run ``fn`` in the pool. ``what`` names the task in error messages ("Classifying chest.png").
+        """Run ``fn`` on a worker thread. ``what`` names the task in error messages ("Classifying chest.png").
 
         With ``with_control`` the function also gets ``cancel=`` (threading.Event) and ``progress=``
-        (callable(done, total)) keyword arguments.
+        (callable(done, total)) keyword arguments; with ``on_partial`` it gets ``partial=`` (callable(value))
+        to hand over an intermediate result, delivered to ``on_partial`` before ``on_result``.
         """
         worker = Worker(fn, *args, **kwargs)
         if with_control:
             worker.kwargs.update(cancel=worker.cancel, progress=worker.report_progress)
-        # Connect everything before start(), as the worker may finish at once.
+        if on_partial is not None:
+            worker.kwargs.update(partial=worker.signals.partial.emit)
+            worker.signals.partial.connect(on_partial)
+        # Connect everything before the work starts, as it may finish at once.
         if on_result is not None:
             worker.signals.returned.connect(on_result)
         if on_error is not None:
@@ -102,7 +108,9 @@ class TaskRunner(QObject):
         worker.signals.finished.connect(lambda: self._done(worker))
         self._live.add(worker)
         self.busyChanged.emit(len(self._live))
-        self._pool.start(worker)
+        future = self._executor.submit(worker.run)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
         return worker
 
     def _done(self, worker: Worker) -> None:
@@ -111,6 +119,7 @@ class TaskRunner(QObject):
 
     @property
     def active(self) -> int:
+        """Tasks started whose ``finished`` has not yet been handled on the GUI thread."""
         return len(self._live)
 
     def cancel_all(self) -> None:
@@ -118,5 +127,6 @@ class TaskRunner(QObject):
             w.cancel.set()
 
     def wait(self, msecs: int = -1) -> bool:
-        """Block until all workers are done (used at shutdown and in tests)."""
-        return self._pool.waitForDone(msecs)
+        """Block until every started task has returned (used at shutdown and in benchmarks)."""
+        done, pending = concurrent.futures.wait(list(self._futures), None if msecs < 0 else msecs / 1000.0)
+        return not pending

@@ -27,6 +27,7 @@ FLEET_RPCS = frozenset(
         "confirm-message-received",
     }
 )  # fmt: skip
+ACTIVATION_RPCS = frozenset({"register-node", "activate-node"})
 HOP_BY_HOP = frozenset(
     {
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
@@ -56,8 +57,9 @@ async def forward(rpc: str, request: Request, ctx: ContextDep) -> Response:
     if rpc not in FLEET_RPCS:
         raise HTTPException(404, detail="Not Found")
     key_hash = key_hash_of(request)
-    if key_hash is not None and key_hash in ctx.fleet.blocked_keys:
-        # Same shape as Flower's own refusal, so the SuperNode stops as it would for an unknown key.
+    if key_hash is not None and key_hash in ctx.fleet.blocked_keys and rpc not in ACTIVATION_RPCS:
+        # A revoked or departed node is cut off here at once, whatever the SuperLink's state. Its activation
+        # attempts still reach the SuperLink, which no longer knows the key and says so in Flower's own words.
         raise HTTPException(401, detail="Invalid SuperNode authentication")
     body = await request.body()
     headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]

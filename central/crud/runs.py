@@ -48,6 +48,8 @@ def update_run(
 ) -> Run:
     """Change a run's status (timestamps follow), Flower run id or message."""
     now = utcnow()
+    if status is not None and run.status == "stopped" and status != "stopped":
+        status = None  # an admin stopped it: what a dying ServerApp reports afterwards does not undo that
     if status is not None:
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}")

@@ -281,13 +281,22 @@ def test_multi_frame_dicom_is_refused(tmp_path):
     _refused(save(ds, tmp_path / "cine.dcm"), "3 images", "multi-frame", "single")
 
 
-def test_missing_codec(tmp_path):
+def test_damaged_compressed_pixel_data(tmp_path):
     ds = make_dicom(np.zeros((8, 8), np.uint16))
-    ds.file_meta.TransferSyntaxUID = JPEGLSLossless           # no JPEG-LS decoder is installed here
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
     ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7 not really JPEG-LS \xff\xd9"])
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
-    _refused(save(ds, tmp_path / "jls.dcm"), "JPEG-LS", "decoder", "uncompressed")
+    _refused(save(ds, tmp_path / "jls.dcm"), "JPEG-LS", "damaged", "export the image again")
+
+
+def test_missing_codec(tmp_path):
+    ds = make_dicom(np.zeros((8, 8), np.uint16))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2 video: FedXray decodes still images only
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3 not really MPEG \x00\x00"])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    _refused(save(ds, tmp_path / "mpeg.dcm"), "MPEG2", "not a still-image format", "uncompressed")
 
 
 @pytest.mark.timeout(60)   # a hang guard, not a timing assertion
@@ -320,3 +329,28 @@ def test_jpeg_baseline_dicom(tmp_path):
     ds["PixelData"].is_undefined_length = True
     image = read_image(save(ds, tmp_path / "jpeg.dcm"))
     assert np.abs(image.raw - gray).max() <= 3                                  # lossy, quality 100
+
+
+@pytest.mark.parametrize("syntax", ["JPEGLosslessProcess14_1", "JPEGLSLossless"])
+def test_jpeg_lossless_and_jpeg_ls_decode_exactly(tmp_path, syntax):
+    # Common in CR/DR archives; decoded through GDCM. The file is re-encoded from RG1_UNCR by GDCM itself.
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(_shared("RG1_UNCR.dcm")))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    out = tmp_path / f"{syntax}.dcm"
+    writer.SetFileName(str(out))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()
+    assert pydicom.dcmread(out, stop_before_pixels=True).file_meta.TransferSyntaxUID.is_compressed
+    original = read_image(_shared("RG1_UNCR.dcm"))
+    decoded = read_image(out)
+    np.testing.assert_array_equal(decoded.raw, original.raw)
+    np.testing.assert_array_equal(decoded.pixels, original.pixels)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
+import tempfile
 from pathlib import Path as FsPath
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import FileResponse
 from sqlalchemy.exc import IntegrityError
 
@@ -18,6 +20,7 @@ from central.crud import models as crud
 from central.crud import runs as runs_crud
 from central.schemas import ModelVersionCreate, ModelVersionPublic, ModelVersionUpdate, ReleasePublic
 
+log = logging.getLogger("central.api")
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 VersionPath = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -34,6 +37,14 @@ def model_file(models_dir: FsPath, model_id: int) -> FsPath:
     return models_dir / f"{int(model_id):08d}.bin"
 
 
+def _sha256(path: FsPath) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _release_public(row) -> ReleasePublic:
     return ReleasePublic(
         version=row.version, file_sha256=row.file_sha256, file_size=row.file_size, released_at=row.released_at,
@@ -42,9 +53,12 @@ def _release_public(row) -> ReleasePublic:
 
 
 @router.get("", response_model=list[ModelVersionPublic])
-def list_models(principal: ReaderDep, session: SessionDep) -> list[ModelVersionPublic]:
-    """Every model version, newest first."""
-    return [ModelVersionPublic.model_validate(m) for m in crud.list_model_versions(session=session)]
+def list_models(
+    principal: ReaderDep, session: SessionDep, run_id: int | None = Query(None, ge=1, le=2**31 - 1)
+) -> list[ModelVersionPublic]:
+    """Every model version (or those of one run), newest first."""
+    rows = crud.list_model_versions(session=session, run_id=run_id)
+    return [ModelVersionPublic.model_validate(m) for m in rows]
 
 
 @router.get("/released", response_model=ReleasePublic)
@@ -103,10 +117,11 @@ async def upload_file(
             raise HTTPException(409, detail=f"Model version {version!r} is released; its file cannot change.")
         model_id = row.id
     target = model_file(ctx.home.models_dir, model_id)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=ctx.home.models_dir)
+    tmp = FsPath(tmp_name)
     digest, size = hashlib.sha256(), 0
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
             async for chunk in request.stream():
                 digest.update(chunk)
                 size += len(chunk)
@@ -139,10 +154,18 @@ def download_file(principal: ReaderDep, ctx: ContextDep, session: SessionDep, ve
 
 @router.post("/{version}/release", response_model=ReleasePublic, tags=["admin"])
 def release(principal: AdminDep, ctx: ContextDep, session: SessionDep, version: str = VersionPath) -> ReleasePublic:
-    """Release a version: sign its manifest with the central's model-signing key."""
+    """Release a version: sign its manifest with the central's model-signing key. The newest release is the
+    one workstations install; releasing another version supersedes it."""
     row = _get(session, version)
-    if row.file_sha256 is None:
-        raise HTTPException(409, detail=f"Model version {version!r} has no file yet; upload it before releasing.")
+    problem = crud.release_problem(row)
+    if problem is not None:
+        raise HTTPException(409, detail=f"Model version {version!r} cannot be released: {problem}.")
+    path = model_file(ctx.home.models_dir, row.id)
+    if not path.is_file() or _sha256(path) != row.file_sha256:
+        log.error("model %s: stored file %s is missing or no longer matches its upload", version, path)
+        raise HTTPException(409, detail=f"Model version {version!r} cannot be released: its stored file is missing "
+                                        "or no longer matches the SHA-256 recorded at upload; upload its file "
+                                        "again.")  # fmt: skip
     manifest = crud.release_manifest(row)
     signature = pki.sign(ctx.home.signing_key, manifest)
     crud.release(session=session, model=row, signature=signature, manifest=manifest)

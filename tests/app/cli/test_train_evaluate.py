@@ -14,7 +14,8 @@ from fl.classes import CLASSES
 def small_dataset(shared_data, dest, per_class=10):
     """Copy a few real images per class with the manifest rows that name their patients."""
     src = shared_data / "cxr"
-    rows = list(csv.DictReader(open(src / "manifest.csv", newline="")))
+    with open(src / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     keep = []
     for c in CLASSES:
         (dest / c).mkdir(parents=True)

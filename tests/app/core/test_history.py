@@ -272,3 +272,46 @@ def test_failed_migration_changes_nothing(tmp_path, monkeypatch):
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert "accession" not in [r[1] for r in conn.execute("PRAGMA table_info(cases)")]
     assert conn.execute("SELECT name FROM sqlite_master WHERE name='extra'").fetchone() is None
+
+
+def test_full_database_is_a_clear_error_and_changes_nothing(store, cxr):
+    from app.core.errors import DiskFullError
+
+    store.add(make_prediction(cxr["Normal"], P_NORMAL), file_path=cxr["Normal"])
+    # SQLite's own page limit produces the real SQLITE_FULL ("database or disk is full") a full disk gives.
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count = {pages}")
+    big = make_prediction(cxr["Covid"], P_COVID)
+    with pytest.raises(DiskFullError, match="disk is full"):
+        for _ in range(50):  # each case carries a thumbnail: the limit is reached within a few cases
+            store.add(big, file_path=cxr["Covid"], thumbnail_png=os.urandom(20_000))
+    n = len(store)
+    assert n >= 1 and store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert [c.predicted for c in store.search()][-1] == "Normal"
+    covid_image = store.folder / "images" / big.radiograph.pixel_sha256()[:2] / f"{big.radiograph.pixel_sha256()}.png"
+    assert covid_image.exists() == (n > 1)   # the copy written for the refused case was removed again
+
+
+def test_concurrent_writers_from_worker_threads(store, cxr):
+    import threading
+
+    preds = [make_prediction(cxr[c], p) for c, p in (("Covid", P_COVID), ("Normal", P_NORMAL),
+                                                      ("Pneumonia-Bacterial", P_BACT))]
+    errors = []
+
+    def work(pred):
+        try:
+            for _ in range(5):
+                case = store.add(pred, file_path=None, store_image=False)
+                store.set_feedback(case.id, case.predicted)
+                store.search(text=case.file_name[:5])
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in preds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(store) == 15
+    assert all(c.feedback_label == c.predicted for c in store.search())

@@ -23,13 +23,8 @@ from app.core.settings import Preferences
 
 @pytest.fixture
 def bundled(tiny_model_dir, tmp_path):
-    """A stand-in for resources/models/default: a copy of the real tiny model with another version."""
-    d = tmp_path / "bundled"
-    shutil.copytree(tiny_model_dir, d)
-    card = json.loads((d / "card.json").read_text())
-    card.update(name="Bundled demo", version="9.9")
-    (d / "card.json").write_text(json.dumps(card))
-    return d
+    """A stand-in for resources/models/default: the real tiny model with other weights and version."""
+    return model_variant(tiny_model_dir, tmp_path / "bundled", version="9.9")
 
 
 def model_variant(src: Path, dst: Path, *, version: str) -> Path:
@@ -41,7 +36,7 @@ def model_variant(src: Path, dst: Path, *, version: str) -> Path:
     card = json.loads((dst / "card.json").read_text())
     w = dst / card["weights"]["file"]
     data = bytearray(w.read_bytes())
-    data[-1] ^= 0x01
+    data[-1 - sum(map(ord, version)) % 256] ^= 0x01  # a different weight for each version
     w.write_bytes(bytes(data))
     card["version"] = version
     card["weights"]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
@@ -59,6 +54,7 @@ def test_import_copies_verified_model(tiny_model_dir, bundled):
         assert (m.dir / name).read_bytes() == (tiny_model_dir / name).read_bytes()
     assert m.card.version == "0.0.1-test" and m.card.demo is True
     assert [x.id for x in store.list()] == [BUNDLED_ID, m.id]
+    assert store.import_model(bundled).id == BUNDLED_ID                  # already installed as the bundled one
     assert store.get(m.id) == m
     assert sorted(p.name for p in store.root.iterdir()) == [m.id]      # no temporary folders left
     assert store.import_model(tiny_model_dir / "card.json") == m       # importing again: the same model
@@ -135,10 +131,10 @@ def test_active_model_and_removal(tiny_model_dir, bundled, tmp_path):
         store.set_active("nope")
 
 
-def test_active_model_dir_uses_preferences_then_bundled(tiny_model_dir, monkeypatch):
+def test_active_model_dir_uses_preferences_then_bundled(tiny_model_dir, monkeypatch, tmp_path):
     import resources
 
-    m = ModelStore(bundled_dir=tiny_model_dir).import_model(tiny_model_dir)
+    m = ModelStore(bundled_dir=tiny_model_dir).import_model(model_variant(tiny_model_dir, tmp_path / "v", version="3"))
     Preferences(model_id=m.id).save()
     assert active_model_dir() == m.dir
     # Unknown id in the preferences: the bundled model of the installation.

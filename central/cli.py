@@ -1,0 +1,43 @@
+"""`fedxray-central`: run the central service and administer it (tokens, nodes, runs, models)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from central.client import AdminError
+from central.home import HomeError
+from central.superlink import FLOWER_ENV
+
+# Each module exposes register(subparsers).
+COMMAND_MODULES = ("central.commands.serve", "central.commands.tokens", "central.commands.nodes",
+                   "central.commands.runs", "central.commands.models")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedxray-central",
+        description="FedXray central service. Admin commands find the home through --home or "
+        "$FEDXRAY_CENTRAL_HOME and talk to the running service.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    for name, value in FLOWER_ENV.items():  # this process talks to Flower too: no telemetry, no update check
+        os.environ.setdefault(name, value)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (AdminError, HomeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

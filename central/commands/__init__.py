@@ -1,0 +1,1 @@
+"""Sub-commands of `fedxray-central`, each exposing `register(subparsers)`."""

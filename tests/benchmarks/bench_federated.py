@@ -1,0 +1,248 @@
+"""Federated-learning benchmarks (issue 5).
+
+(a) accuracy: federated (three non-IID sites, FedAvg, R rounds x 1 local epoch) against centralised training
+    (the three sites' training patients pooled, R epochs) on the same model, the same initial weights and the
+    same validation patients (the union of the sites' patient-level validation splits); then the float16
+    transfer option under the same conditions. The federated rounds call the real ClientApp (fl.client_app.app,
+    mods included) and the real strategy's aggregation in this process, so the learning is exactly what the
+    deployment does without its process start-up and polling costs.
+(b) bytes and overhead: payload bytes of one model message per network (float32 and float16); a real
+    deployment on loopback (SuperLink + three SuperNodes + flwr run) measuring the round time, the ClientApps'
+    compute and the fixed overhead per round, and Flower's own traffic counters.
+
+Run: .venv/bin/python tests/benchmarks/bench_federated.py [--part a|b|all] [--rounds 10] [--input-size 64]
+     [--arch tiny] [--seeds 0] [--json OUT]
+Not a test: prints figures and optionally writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import shared_data_dir  # noqa: E402
+from tests.fl.flower_support import (  # noqa: E402
+    NON_IID,
+    Processes,
+    flower_env,
+    free_port,
+    make_sites,
+    make_test_ca,
+    superlink_cmd,
+    supernode_cmd,
+    wait_port,
+    write_flwr_config,
+    write_node_config,
+)
+
+
+def site_splits(sites: dict[str, Path], val_fraction: float, seed: int):
+    from fl.data import discover, split_by_patient
+
+    return {n: split_by_patient(discover(d), val_fraction=val_fraction, seed=seed) for n, d in sites.items()}
+
+
+def summary(m: dict) -> dict:
+    return {k: round(m[k], 4) if m.get(k) is not None else None
+            for k in ("accuracy", "macro_f1", "macro_sensitivity", "macro_specificity", "macro_auroc", "loss")}
+
+
+def centralised(run: dict, splits, rounds: int) -> tuple[dict, float]:
+    """Pooled training patients, `rounds` epochs, evaluated on the pooled validation patients."""
+    from fl.task import RunSettings, evaluate_local, new_model, train_local
+
+    settings = RunSettings.from_config({**run, "local-epochs": rounds})
+    train = [s for tr, _ in splits.values() for s in tr]
+    val = [s for _, va in splits.values() for s in va]
+    model = new_model(settings)
+    t0 = time.perf_counter()
+    train_local(model, train, settings, server_round=0)
+    seconds = time.perf_counter() - t0
+    return evaluate_local(model, val, settings), seconds
+
+
+def federated(run: dict, sites: dict[str, Path], splits, rounds: int, transfer: str) -> tuple[dict, list, float]:
+    """FedAvg over the sites with the real ClientApp and strategy, in this process."""
+    from flwr.app import ConfigRecord, Context, Message, RecordDict
+    from flwr.app.message_type import MessageType
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from fl.client_app import app
+    from fl.privacy import ArraySpec
+    from fl.strategy import FedXrayFedAvg
+    from fl.task import RunSettings, evaluate_local, load_arrays, model_arrays, new_model
+
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
+    run = {**run, "transfer-dtype": transfer, "local-epochs": 1}
+    settings = RunSettings.from_config(run)
+    model = new_model(settings)
+    arrays = model_arrays(model)
+    strategy = FedXrayFedAvg(transfer_dtype=transfer, num_rounds=rounds, min_train_nodes=len(sites),
+                             min_available_nodes=len(sites), server_learning_rate=settings.server_learning_rate,
+                             server_momentum=settings.server_momentum)  # fmt: skip
+    val = [s for _, va in splits.values() for s in va]
+    history, t0 = [], time.perf_counter()
+    for rnd in range(1, rounds + 1):
+        outgoing = strategy._outgoing(arrays)  # what the strategy sends (float16 when the option is on)
+        replies = []
+        for node, (name, folder) in enumerate(sites.items(), start=1):
+            msg = Message(RecordDict({"arrays": outgoing, "config": ConfigRecord({"server-round": rnd})}),
+                          dst_node_id=node, message_type=MessageType.TRAIN)  # fmt: skip
+            ctx = Context(run_id=1, node_id=node, node_config={"data-dir": str(folder)}, state=RecordDict(),
+                          run_config=run)  # fmt: skip
+            reply = app(msg, ctx)
+            if reply.has_error():
+                raise RuntimeError(f"{name}: {reply.error.reason}")
+            reply.metadata.__dict__["_src_node_id"] = node
+            replies.append(reply)
+        strategy._spec = ArraySpec.of(arrays, transfer, "float32")  # as configure_train sets it
+        arrays, _ = strategy.aggregate_train(rnd, replies)
+        load_arrays(model, arrays)
+        m = evaluate_local(model, val, settings)
+        history.append({"round": rnd, **summary(m)})
+        print(f"  {transfer} round {rnd}: accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}", flush=True)
+    return m, history, time.perf_counter() - t0
+
+
+def part_a(args, tmp: Path) -> dict:
+    sites = make_sites(shared_data_dir() / "cxr", tmp / "sites", shares=NON_IID, seed=args.seed_sites)
+    splits = site_splits(sites, 0.2, 0)
+    run = {"arch": args.arch, "input-size": args.input_size, "batch-size": 16, "learning-rate": args.lr}
+    out = {"setup": {"arch": args.arch, "server_momentum": args.server_momentum, "server_lr": args.server_lr, "input_size": args.input_size, "rounds": args.rounds,
+                     "epochs_centralised": args.rounds, "local_epochs": 1, "batch_size": 16,
+                     "learning_rate": args.lr,
+                     "sites": {n: {"train": len(tr), "val": len(va),
+                                   "classes": {c: sum(1 for s in tr + va if s.label == i)
+                                               for i, c in enumerate(("Covid", "Normal", "Bacterial", "Viral"))}}
+                               for n, (tr, va) in splits.items()}},
+           "seeds": []}  # fmt: skip
+    for seed in args.seeds:
+        r = {**run, "seed": seed}
+        print(f"seed {seed}: centralised…", flush=True)
+        central, c_sec = centralised(r, splits, args.rounds)
+        print(f"  centralised: accuracy {central['accuracy']:.3f} macro-F1 {central['macro_f1']:.3f}", flush=True)
+        row = {"seed": seed, "centralised": summary(central), "centralised_seconds": round(c_sec, 1)}
+        for transfer in args.transfers:
+            key = "federated" if transfer == "float32" else f"federated_{transfer}"
+            fed, history, f_sec = federated(r, sites, splits, args.rounds, transfer)
+            row.update({key: summary(fed), f"{key}_seconds": round(f_sec, 1), f"history_{key}": history})
+        if args.server_momentum:
+            key = "federated_fedavgm"
+            fedm = {**r, "server-momentum": args.server_momentum, "server-learning-rate": args.server_lr}
+            fed, history, f_sec = federated(fedm, sites, splits, args.rounds, "float32")
+            row.update({key: summary(fed), f"{key}_seconds": round(f_sec, 1), f"history_{key}": history})
+        out["seeds"].append(row)
+
+    def mean(kind, metric):
+        vals = [s[kind][metric] for s in out["seeds"]]
+        return round(sum(vals) / len(vals), 4)
+
+    kinds = ["centralised"] + ["federated" if t == "float32" else f"federated_{t}" for t in args.transfers]
+    kinds += ["federated_fedavgm"] if args.server_momentum else []
+    out["mean"] = {k: {m: mean(k, m) for m in ("accuracy", "macro_f1")} for k in kinds}
+    return out
+
+
+def payload_bytes() -> dict:
+    """Bytes of the arrays of one model message (np.save per array, as Flower serialises them)."""
+    from fl.model import build_model
+    from fl.task import cast_record, model_arrays
+
+    out = {}
+    for arch, size in (("tiny", 64), ("densenet121", 224), ("se_resnet50v2", 224)):
+        rec = model_arrays(build_model(arch, input_size=size))
+        b32 = sum(len(a.data) for a in rec.values())
+        b16 = sum(len(a.data) for a in cast_record(rec, "float16").values())
+        out[arch] = {"input_size": size, "arrays": len(rec), "float32_bytes": b32, "float16_bytes": b16,
+                     "per_site_per_round_float32": 3 * b32, "per_site_per_round_float16": 3 * b16}  # fmt: skip
+    return out
+
+
+def deployment(args, tmp: Path, transfer: str) -> dict:
+    """3 SuperNodes + flwr run on loopback: round times, compute, overhead, Flower's traffic counters."""
+    from fl.launch import run_info, start_run
+
+    sites = make_sites(shared_data_dir() / "cxr", tmp / "sites", shares=NON_IID, per_class=args.per_class)
+    tls = make_test_ca(tmp / "pki")
+    procs, record, port = Processes(tmp / "logs"), tmp / "record", free_port()
+    try:
+        procs.start("superlink", superlink_cmd(port, tls=tls),
+                    env=flower_env(FEDXRAY_RECORD_DIR=str(record), FLWR_HOME=str(tmp / "sl")), cwd=tmp)  # fmt: skip
+        wait_port(port)
+        for name, folder in sites.items():
+            cfg = write_node_config(tmp / f"{name}.toml", **{"data-dir": str(folder)})
+            procs.start(name, supernode_cmd(port, free_port(), cfg, ca=tls["ca"]),
+                        env=flower_env(FLWR_HOME=str(tmp / f"home-{name}")))  # fmt: skip
+        write_flwr_config(tmp / "flwr", port, ca=tls["ca"])
+        t0 = time.time()
+        run_id = start_run(tmp / "flwr", {"arch": args.arch, "input-size": args.input_size, "min-sites": 3,
+                                          "num-server-rounds": args.deploy_rounds, "transfer-dtype": transfer,
+                                          "batch-size": 16})  # fmt: skip
+        run_file = record / f"run-{run_id}" / "run.json"
+        while time.time() - t0 < 1800:
+            if run_file.exists() and json.loads(run_file.read_text())["status"] != "running":
+                break
+            time.sleep(2)
+        rounds = [json.loads(x) for x in (record / f"run-{run_id}" / "rounds.jsonl").read_text().splitlines()]
+        info = run_info(tmp / "flwr", run_id)
+    finally:
+        procs.stop_all()
+    started = json.loads(run_file.read_text())["started"]
+    per_round, prev = [], started
+    for r in (x for x in rounds if x["server_round"] > 0):
+        wall = r["time"] - prev
+        prev = r["time"]
+        compute = (r["train_metrics"]["train_seconds_max"] + r["train_metrics"]["eval_seconds_max"]
+                   + (r["evaluate_metrics"] or {}).get("eval_seconds_max", 0.0))  # fmt: skip
+        per_round.append({"round": r["server_round"], "wall_seconds": round(wall, 1),
+                          "clientapp_compute_seconds": round(compute, 1),
+                          "overhead_seconds": round(wall - compute, 1)})  # fmt: skip
+    return {"transfer_dtype": transfer, "run_id": run_id, "rounds": per_round,
+            "flower_traffic": info.get("network-traffic"), "flower_compute": info.get("compute-time"),
+            "elapsed": info.get("elapsed")}  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--part", choices=("a", "b", "all"), default="all")
+    p.add_argument("--arch", default="tiny")
+    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=10, help="federated rounds = centralised epochs")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seed-sites", type=int, default=0)
+    p.add_argument("--server-momentum", type=float, default=0.0, help="also run FedAvgM with this momentum")
+    p.add_argument("--server-lr", type=float, default=1.0)
+    p.add_argument("--transfers", nargs="+", default=["float32", "float16"], choices=("float32", "float16"))
+    p.add_argument("--deploy-rounds", type=int, default=3)
+    p.add_argument("--per-class", type=int, default=None, help="patients per class in the deployment part")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="fedxray-bench-") as tmp:
+        tmp = Path(tmp)
+        if args.part in ("a", "all"):
+            results["accuracy"] = part_a(args, tmp / "a")
+            print(json.dumps(results["accuracy"]["mean"], indent=1), flush=True)
+        if args.part in ("b", "all"):
+            results["payload"] = payload_bytes()
+            print(json.dumps(results["payload"], indent=1), flush=True)
+            results["deployment"] = [deployment(args, tmp / f"b-{t}", t) for t in ("float32", "float16")]
+            print(json.dumps(results["deployment"], indent=1), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Real Flower processes on loopback for tests and benchmarks: non-IID site folders, a test CA, a SuperLink,
+SuperNodes and `flwr run`, each started in its own process group and always stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import ipaddress
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from fl.classes import CLASSES
+
+BIN = Path(sys.executable).parent
+# Share of each class's patients that goes to each site; site-c has no Covid images at all.
+NON_IID = {
+    "site-a": {"Covid": 0.6, "Normal": 0.2, "Pneumonia-Bacterial": 0.5, "Pneumonia-Viral": 0.2},
+    "site-b": {"Covid": 0.4, "Normal": 0.3, "Pneumonia-Bacterial": 0.2, "Pneumonia-Viral": 0.5},
+    "site-c": {"Covid": 0.0, "Normal": 0.5, "Pneumonia-Bacterial": 0.3, "Pneumonia-Viral": 0.3},
+}
+
+
+def flower_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1", TF_CPP_MIN_LOG_LEVEL="2",
+               TF_ENABLE_ONEDNN_OPTS="0", PYTHONUNBUFFERED="1")  # fmt: skip
+    env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
+    env.update(extra)
+    return env
+
+
+def make_sites(cxr: Path, out: Path, *, shares: dict | None = None, per_class: int | None = None,
+               seed: int = 0) -> dict[str, Path]:  # fmt: skip
+    """Class-folder sites (symlinks + manifest.csv) from the shared set, whole patients per site.
+
+    `per_class` limits the number of patients taken from each class (small sets for fast tests).
+    """
+    shares = shares or NON_IID
+    with open(cxr / "manifest.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    patients: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        patients[r["class"]][r["patient_id"]].append(r["filename"])
+    rng = random.Random(seed)
+    sites = {name: out / name for name in shares}
+    manifests: dict[str, list[tuple[str, str]]] = {name: [] for name in shares}
+    for cls in CLASSES:
+        ids = sorted(patients[cls])
+        rng.shuffle(ids)
+        if per_class:
+            ids = ids[:per_class]
+        start = 0
+        names = list(shares)
+        for i, name in enumerate(names):
+            n = len(ids) - start if i == len(names) - 1 else round(shares[name][cls] * len(ids))
+            if shares[name][cls] == 0:
+                n = 0
+            for pid in ids[start:start + n]:
+                for fname in patients[cls][pid]:
+                    target = sites[name] / fname
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if not target.exists():
+                        target.symlink_to(cxr / fname)
+                    manifests[name].append((fname, pid))
+            start += n
+    for name, entries in manifests.items():
+        sites[name].mkdir(parents=True, exist_ok=True)
+        with open(sites[name] / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["filename", "patient_id"])
+            w.writerows(entries)
+    return sites
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def make_test_ca(folder: Path) -> dict[str, Path]:
+    """A CA and a server certificate for localhost/127.0.0.1 (PEM files in `folder`)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+
+    def pem_key(key) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())  # fmt: skip
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "FedXray test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+          .not_valid_after(now + dt.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(san, critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))  # fmt: skip
+    paths = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(pem_key(key))
+    os.chmod(paths["key"], 0o600)
+    return paths
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), including those that started their own session."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                children[int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])].append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill_pids(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+class Processes:
+    """Processes started for one test, each in its own session; stop_all() ends every one (and its children)."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        logs.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, cmd: list[str], *, env: dict | None = None, cwd: Path | None = None
+              ) -> subprocess.Popen:  # fmt: skip
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=env or flower_env(), cwd=cwd, start_new_session=True)  # fmt: skip
+        finally:
+            log.close()
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.get(name)
+        if proc is not None and proc.poll() is None:
+            family = descendants(proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            _kill_pids(family, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+
+    def stop_all(self) -> None:
+        family = [p for proc in self.procs.values() if proc.poll() is None for p in descendants(proc.pid)]
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+        for proc in self.procs.values():  # the process group: ClientApps/ServerApps the Flower processes started
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        _kill_pids(family, signal.SIGKILL)  # SuperExec, ServerApp and ClientApp processes in their own sessions
+
+
+def superlink_cmd(port: int, *, tls: dict[str, Path] | None, database: Path | None = None) -> list[str]:
+    cmd = [str(BIN / "flower-superlink"), "--host", "127.0.0.1", "--port", str(port),
+           "--disable-runtime-dependency-installation"]  # fmt: skip
+    if tls:
+        cmd += ["--ssl-ca-certfile", str(tls["ca"]), "--ssl-certfile", str(tls["cert"]), "--ssl-keyfile", str(tls["key"])]
+    else:
+        cmd.append("--insecure")
+    if database:
+        cmd += ["--database", str(database)]
+    return cmd
+
+
+def supernode_cmd(superlink_port: int, runtime_port: int, node_config: Path, *, ca: Path | None) -> list[str]:
+    cmd = [str(BIN / "flower-supernode"), "--superlink", f"127.0.0.1:{superlink_port}",
+           "--port", str(runtime_port), "--node-config", str(node_config)]  # fmt: skip
+    cmd += ["--root-certificates", str(ca)] if ca else ["--insecure"]
+    return cmd
+
+
+def write_node_config(path: Path, **values: str) -> Path:
+    """A node-config TOML file (the form `flower-supernode --node-config` reads for paths with any characters)."""
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(values), encoding="utf-8")
+    return path
+
+
+def write_flwr_config(flwr_home: Path, port: int, *, ca: Path | None) -> None:
+    """$FLWR_HOME/config.toml with the connection fl.launch uses (named fl.launch.CONNECTION)."""
+    from fl.launch import write_connection
+
+    write_connection(flwr_home, f"127.0.0.1:{port}", root_certificates=ca)
