@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from app.cli.common import active_model_dir, fail
@@ -44,6 +47,38 @@ def _heatmap_path(folder: Path, source: str, used: set[str]) -> Path:
     return folder / name
 
 
+def classify_files(clf, files: list[Path], *, heatmap_dir: Path | None, batch_size: int) -> Iterator[dict]:
+    """One record per file, in order: the classification (with the overlay PNG written when `heatmap_dir` is
+    given) or {"file", "error"}. Overlays are encoded on a second thread while the next batch is computed."""
+    used: set[str] = set()
+    pending: deque[tuple[dict, Future | None]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="overlay") as writer:
+        for item in clf.classify_many(files, batch_size=batch_size, heatmaps=heatmap_dir is not None):
+            if isinstance(item, tuple):
+                pending.append(({"file": item[0], "error": str(item[1])}, None))
+            else:
+                record = item.as_dict(clf.classes)
+                job = None
+                if heatmap_dir is not None:
+                    path = _heatmap_path(heatmap_dir, item.source, used)
+                    record["heatmap"] = str(path)
+                    job = writer.submit(_write_overlay, item, path)
+                pending.append((record, job))
+            while pending and (pending[0][1] is None or pending[0][1].done()):
+                yield _finish(*pending.popleft())
+        while pending:
+            yield _finish(*pending.popleft())
+
+
+def _finish(record: dict, job: Future | None) -> dict:
+    if job is not None:
+        try:
+            job.result()
+        except OSError as exc:
+            return {"file": record["file"], "error": f"the heatmap could not be written: {exc}"}
+    return record
+
+
 def run(args) -> int:
     from fl.modelfile import ModelFileError, read_card
 
@@ -66,20 +101,15 @@ def run(args) -> int:
         return fail(f"cannot use the model: {exc}")
     if clf.card.demo and not args.json:
         print("Note: this is a DEMONSTRATION model, not for clinical use.", file=sys.stderr)
-    failed, used = 0, set()
-    for item in clf.classify_many(files, batch_size=args.batch_size, heatmaps=bool(args.heatmap_dir)):
-        if isinstance(item, tuple):
-            source, err = item
+    failed = 0
+    for record in classify_files(clf, files, heatmap_dir=args.heatmap_dir, batch_size=args.batch_size):
+        if "error" in record:
             failed += 1
             if args.json:
-                print(json.dumps({"file": source, "error": str(err)}), flush=True)
+                print(json.dumps(record), flush=True)
             else:
-                print(f"{source}: ERROR: {err}", file=sys.stderr)
-            continue
-        record = item.as_dict(clf.classes)
-        if args.heatmap_dir:
-            record["heatmap"] = str(_write_overlay(item, _heatmap_path(args.heatmap_dir, item.source, used)))
-        if args.json:
+                print(f"{record['file']}: ERROR: {record['error']}", file=sys.stderr)
+        elif args.json:
             print(json.dumps(record), flush=True)
         else:
             probs = "  ".join(f"{c}={p:.3f}" for c, p in record["probabilities"].items())
@@ -90,11 +120,12 @@ def run(args) -> int:
 
 
 def _write_overlay(pred, path: Path) -> Path:
+    """Write the GradCAM overlay as PNG (fast compression: these are working images, not archives)."""
     from PIL import Image
 
     from fl.gradcam import overlay
 
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(overlay(pred.radiograph.pixels, pred.heatmap)).save(tmp, format="PNG")
+    Image.fromarray(overlay(pred.radiograph.pixels, pred.heatmap)).save(tmp, format="PNG", compress_level=1)
     tmp.replace(path)
     return path

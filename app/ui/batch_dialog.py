@@ -32,6 +32,9 @@ SHORT = {"Covid": "COVID-19", "Normal": "Normal", "Pneumonia-Bacterial": "Bacter
 COLUMNS = ("File", "Finding", "Probability", *(SHORT[c] for c in CLASSES), "Warnings / error")
 
 
+_WARM: set = set()  # (service, model folder) whose batch graph is built
+
+
 class SortItem(QTableWidgetItem):
     """Table item that sorts by a hidden key (numbers as numbers)."""
 
@@ -63,6 +66,7 @@ class BatchDialog(QDialog):
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("Folder with chest X-rays (PNG, JPEG, BMP, TIFF, DICOM)")
         browse = QPushButton("Browse…")
+        browse.setAutoDefault(False)
         browse.clicked.connect(self._browse)
         self.record = QCheckBox("Record results in the history")
         self.record.setChecked(True)
@@ -122,6 +126,21 @@ class BatchDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         self.export_button.clicked.connect(self._export_dialog)
         self.table.cellDoubleClicked.connect(self._open_row)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Prepare the model's batch graph while the user chooses a folder (once per loaded model)."""
+        key = (id(self.service), str(getattr(self.service, "model_dir", "")))
+        if not self.service.loaded or key in _WARM:
+            return
+        _WARM.add(key)
+        from app.ui.tasks import warm_up_batch
+
+        self.runner.start("Preparing batch classification", warm_up_batch, self.service,
+                          on_error=lambda _exc: _WARM.discard(key))  # the batch itself reports real errors
 
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Choose a folder of chest X-rays", self.folder.text())

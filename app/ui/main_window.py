@@ -56,6 +56,10 @@ class MainWindow(QMainWindow):
         self.queue: list[Path] = []  # images given on the command line, navigable with PgUp/PgDown
         self.batch_dialog = None
         self._stale: set = set()  # history/statistics views to refresh when next shown
+        self._recent_timer = QTimer(self)
+        self._recent_timer.setSingleShot(True)
+        self._recent_timer.setInterval(2000)
+        self._recent_timer.timeout.connect(self._save_recent)
 
         self.setWindowTitle(APP_TITLE)
         self.setWindowIcon(app_icon())
@@ -225,8 +229,7 @@ class MainWindow(QMainWindow):
         self.controller.open(path)
         if path.is_file():
             self.prefs.add_recent(path)
-            snapshot = dataclasses.replace(self.prefs, recent_files=list(self.prefs.recent_files))
-            self.runner.start("Saving the recent-files list", snapshot.save)
+            self._recent_timer.start()  # saved a little later, off the GUI thread, not during classification
             menus.fill_recent(self)
 
     def _step_queue(self, step: int) -> None:
@@ -341,6 +344,10 @@ class MainWindow(QMainWindow):
         if prefs.model_id != old.model_id:
             self.load_active_model()
 
+    def _save_recent(self) -> None:
+        snapshot = dataclasses.replace(self.prefs, recent_files=list(self.prefs.recent_files))
+        self.runner.start("Saving the recent-files list", snapshot.save)
+
     def _save_prefs(self) -> bool:
         try:
             self.prefs.save()
@@ -424,6 +431,9 @@ class MainWindow(QMainWindow):
         if self.batch_dialog is not None:
             self.batch_dialog.cancel()
         self.runner.cancel_all()
+        if self._recent_timer.isActive():
+            self._recent_timer.stop()
+            self._save_recent()
         self.statusBar().showMessage("Finishing running tasks…")
         self.runner.wait(30000)
         if self.history is not None:

@@ -211,9 +211,8 @@ class ResultPanel(QWidget):
         if res is None:
             for r in self.rows:
                 r.set(None, False)
-            self.finding.setText("")
-            self.finding_prob.setText("")
-            self.finding_caption.hide()
+            for w in (self.finding, self.finding_prob, self.finding_caption):
+                w.hide()
             self.explain.clear()
             self.heat_box.setEnabled(False)
             return
@@ -221,7 +220,8 @@ class ResultPanel(QWidget):
             r.set(float(res.probabilities[i]), i == res.predicted)
         label = CLASS_LABELS[CLASSES[res.predicted]]
         self.finding.setText(html.escape(label))
-        self.finding_caption.show()
+        for w in (self.finding, self.finding_prob, self.finding_caption):
+            w.show()
         self.finding_prob.setText(f"{100 * float(res.probabilities[res.predicted]):.1f} %")
         self.set_model(res.model_name, res.model_version, res.model_date, res.demo)
         self.explain.clear()

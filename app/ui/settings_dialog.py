@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -35,10 +37,13 @@ def card_summary(card) -> str:
     rows = [("Name", card.name), ("Version", card.version), ("Created", str(card.created)[:10]),
             ("Network", f"{card.arch}, {card.input_size} px")]
     metrics = getattr(card, "metrics", {}) or {}
+    if isinstance(metrics.get("validation"), dict):  # fedxray train writes {"validation": {...}}
+        metrics = metrics["validation"]
     for key, label in (("accuracy", "Accuracy"), ("macro_auroc", "Macro AUROC"), ("macro_f1", "Macro F1")):
         val = metrics.get(key)
         if isinstance(val, int | float):
-            rows.append((label, f"{val:.3f}"))
+            rows.append((f"{label} (validation)" if "validation" in (card.metrics or {}) else label,
+                         f"{val:.3f}"))
     lines = "".join(f"<tr><td style='color:#5b6773;padding-right:10px'>{k}</td><td>{html.escape(str(v))}</td></tr>"
                     for k, v in rows)
     demo = ("<p style='color:#7a4d00'><b>Demonstration model</b> — not clinically validated.</p>"
@@ -53,7 +58,7 @@ class SettingsDialog(QDialog):
     def __init__(self, prefs, store, runner: TaskRunner, notifier: Notifier, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("FedXray — Settings")
-        self.resize(660, 680)
+        self.resize(680, 720)
         self._prefs = dataclasses.replace(prefs, recent_files=list(prefs.recent_files))
         self.store, self.runner, self.notifier = store, runner, notifier
 
@@ -70,9 +75,15 @@ class SettingsDialog(QDialog):
         self.remove_button.clicked.connect(self._remove)
         model_box = QGroupBox("Model")
         ml = QVBoxLayout(model_box)
-        self.models.setMaximumHeight(96)
+        self.models.setMaximumHeight(72)
         ml.addWidget(self.models)
-        ml.addWidget(self.card)
+        card_scroll = QScrollArea()  # long model cards scroll instead of being cut off
+        card_scroll.setWidget(self.card)
+        card_scroll.setWidgetResizable(True)
+        card_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        card_scroll.setMinimumHeight(200)
+        card_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        ml.addWidget(card_scroll, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(import_button)
         buttons.addWidget(self.remove_button)

@@ -72,7 +72,10 @@ def flower_error(data: dict) -> str:
     """Flower's own reason from a failed JSON answer, e.g. '[code: 16] Run ID not found.'"""
     lines = [ln.strip() for ln in str(data.get("error-message", "")).splitlines() if ln.strip()]
     coded = [ln for ln in lines if ln.startswith("[code:")]
-    return (coded or lines or ["no reason given"])[-1]
+    if coded:
+        return coded[-1]
+    listed = [ln.removeprefix("- ") for ln in lines if ln.startswith("- ")]  # e.g. an invalid app's problems
+    return "; ".join(listed) if listed else (lines or ["no reason given"])[-1]
 
 
 def app_config(app_dir: Path) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def update_run(
     """Change a run's status (timestamps follow), Flower run id or message."""
     now = utcnow()
     if status is not None and run.status == "stopped" and status != "stopped":
-        status = None  # an admin stopped it: what a dying ServerApp reports afterwards does not undo that
+        status = message = None  # an admin stopped it: what a dying ServerApp reports afterwards changes nothing
     if status is not None:
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}")

@@ -391,15 +391,18 @@ def test_runs_metrics_and_signed_model_release(central, stations):
     assert ws.get(f"/api/v1/runs/{run['id']}").json()["flower_run_id"] == str(2**64 - 1)
     assert ws.put(f"/api/v1/runs/{run['id']}/rounds/2", json={"num_sites": 1}).status_code == 403
 
-    card = {"name": "FedXray test", "version": "r1-1", "arch": "tiny"}
+    import hashlib
+
+    payload = os.urandom(300_000)
+    # Release needs a card that describes the file (a plain weights file name and its SHA-256).
+    card = {"name": "FedXray test", "version": "r1-1", "arch": "tiny", "input_size": 64, "scaling": "tf",
+            "classes": ["Covid", "Normal", "Pneumonia-Bacterial", "Pneumonia-Viral"],
+            "weights": {"file": "weights.safetensors", "sha256": hashlib.sha256(payload).hexdigest()}}
     created = service.post("/api/v1/models", json={"version": "r1-1", "card": card, "run_id": run["id"],
                                                     "server_round": 1, "is_best": True})  # fmt: skip
     assert created.status_code == 201 and created.json()["is_best"] is True
     assert admin.post("/api/v1/models/r1-1/release").status_code == 409  # no file yet
-    payload = os.urandom(300_000)
     uploaded = service.put("/api/v1/models/r1-1/file", content=payload).json()
-    import hashlib
-
     assert uploaded["file_sha256"] == hashlib.sha256(payload).hexdigest() and uploaded["file_size"] == len(payload)
     assert ws.get("/api/v1/models/released").status_code == 404
     assert ws.post("/api/v1/models/r1-1/release").status_code == 403

@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from central import pki
 from fl.classes import CLASSES
-from tests.support.central import CentralProcess, Workstation, wait_for
+from tests.support.central import BIN, CentralProcess, Workstation, wait_for
 
 pytestmark = pytest.mark.e2e
 VERSIONS = ("run1-round1", "run1-round2")
@@ -147,7 +148,8 @@ from flwr.serverapp import Grid, ServerApp
 
 from fl.recorder import open_recorder
 
-app, client = ServerApp(), ClientApp()
+app = ServerApp()
+client = ClientApp()
 
 
 @app.main()
@@ -234,6 +236,45 @@ def standin_app(root) -> Path:
     return app
 
 
+# ---------------------------------------------------------------- the store's rules (no service needed)
+def test_release_problem_names_what_is_wrong(tiny_model_dir):
+    from central.crud.models import release_problem
+    from central.db.models import ModelVersion
+
+    card = json.loads((tiny_model_dir / "card.json").read_text())
+    good = dict(card, version="v1")
+
+    def problem(card=good, sha=card["weights"]["sha256"], size=card["weights"]["bytes"], version="v1"):
+        return release_problem(ModelVersion(version=version, card=card, file_sha256=sha, file_size=size))
+
+    assert problem() is None
+    assert "no file yet" in problem(sha=None)
+    assert "not usable" in problem(card={"name": "x"})
+    assert "says version 'v1', not 'v2'" in problem(version="v2")
+    assert "FedXray expects" in problem(card=dict(good, classes=["a", "b"]))
+    for name in ("../weights.safetensors", "sub/w.safetensors", ".hidden", ""):
+        bad = dict(good, weights=dict(good["weights"], file=name))
+        assert "plain file name" in problem(card=bad), name
+    assert "upload the matching file" in problem(sha="f" * 64)
+    assert "bytes of weights" in problem(size=1)
+
+
+def test_a_stopped_run_stays_stopped(tmp_path):
+    from central.crud import runs as runs_crud
+    from central.db.engine import make_engine, migrate, session_factory, sqlite_url, transaction
+
+    engine = make_engine(sqlite_url(tmp_path / "central.db"))
+    migrate(engine)
+    with transaction(session_factory(engine)) as s:
+        run = runs_crud.create_run(session=s, num_rounds=2, min_sites=1, config={})
+        runs_crud.update_run(session=s, run=run, status="stopped", message="Stopped by the admin")
+        stopped_at = run.finished_at
+        # The ServerApp, killed by the stop, may still report an ending: it does not undo the stop.
+        runs_crud.update_run(session=s, run=run, status="failed", message="KeyboardInterrupt")
+        assert (run.status, run.finished_at, run.message) == ("stopped", stopped_at, "Stopped by the admin")
+    engine.dispose()
+
+
 # ---------------------------------------------------------------- model versions and release
 def test_update_before_any_release_is_refused(ws):
     out = ws_json(ws, "models", "update", "--yes", code=1)
@@ -310,6 +351,13 @@ def test_a_new_release_supersedes_and_update_compares_on_the_labelled_set(centra
         folder.mkdir(parents=True, exist_ok=True)
         for src in sorted((shared_data / "cxr" / cls).glob("*.png"))[:2]:
             samples.append((Path(shutil.copy2(src, folder / src.name)), label))
+    # Without --yes and without a terminal to confirm on, it shows the comparison and installs nothing.
+    asked = subprocess.run([str(BIN / "fedxray"), "models", "update"], capture_output=True, text=True,
+                           env=ws.env(), stdin=subprocess.DEVNULL, timeout=240)  # fmt: skip
+    assert asked.returncode == 1 and "fedxray models update --yes" in asked.stderr
+    assert "Signature verified with the central's model-signing key" in asked.stdout
+    assert "On 8 labelled images" in asked.stdout and "sensitivity Covid (n=2)" in asked.stdout
+    assert active(ws)["version"] == VERSIONS[0]
     out = ws_json(ws, "models", "update", "--yes")
     assert out["status"] == "installed" and out["release"]["version"] == VERSIONS[1]
     evaluation = out["evaluation"]
@@ -412,12 +460,12 @@ def test_run_start_registers_the_run_and_the_serverapp_records_its_rounds(centra
     assert run["config"]["local-epochs"] == 3 and run["config"]["strategy"] == "fedprox"
     assert run["config"]["round-timeout"] == 600.0 and "central-run-id" not in run["config"]
 
-    def finished():
+    def finished():  # the ServerApp records its end just before Flower sees its process end
         status = run_json(central, "status", str(run["id"]))
-        return status if status["run"]["status"] == "finished" else None
+        done = status["run"]["status"] == "finished" and status["flower"]["status"] == "finished:completed"
+        return status if done else None
 
     status = wait_for(finished, timeout=120, interval=2, what="the stand-in run to finish")
-    assert status["flower"]["status"] == "finished:completed"
     rounds = status["rounds"]
     assert [r["server_round"] for r in rounds] == [1, 2]
     assert rounds[1]["train_metrics"]["train_loss"] == pytest.approx(0.5)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.federation import Event, parse_line
+from app.core.federation_status import Event, parse_line
 from fl.launch import CONNECTION
 from tests.fl.flower_support import (
     BIN,
