@@ -4,6 +4,7 @@ is started), so no TensorFlow is involved; the apps themselves are tested in tes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from fl.launch import CONNECTION
 from tests.fl.flower_support import (
     BIN,
     Processes,
+    descendants,
     flower_env,
     free_port,
     make_sites,
@@ -144,10 +146,14 @@ def test_registered_node_connects_is_restarted_and_stops_cleanly(world):
 
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
-    finally:
+    finally:  # on failure: the supervisor and the SuperNode (own session) with its SuperExec must all end
         if proc.poll() is None:
+            family = descendants(proc.pid)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+            for pid in family:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 0, output
     assert f"as node {node_id}" in output and "restarting in" in output and "Stopped" in output
     assert json.loads(world["status"].read_text())["state"] == "stopped"
