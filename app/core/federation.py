@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from app.core.errors import AppError
 from app.core.federation_status import FederationStatus, parse_line
 from app.core.paths import atomic_write_text
@@ -78,22 +80,11 @@ def free_port() -> int:
 
 
 def _descendants(pid: int) -> list[int]:
-    """Processes below `pid` (Linux /proc; empty elsewhere): SuperExec and ClientApps run in their own sessions."""
-    children: dict[int, list[int]] = {}
-    proc = Path("/proc")
-    if not proc.is_dir():
+    """Processes below `pid`, also those in their own sessions (SuperExec and ClientApps start their own)."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
         return []
-    for entry in proc.iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def _signal_all(pids: list[int], sig: int) -> None:

@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from central.superlink import descendants
 from fl.classes import CLASSES
 
 BIN = Path(sys.executable).parent
@@ -131,21 +132,6 @@ def make_test_ca(folder: Path) -> dict[str, Path]:
     paths["key"].write_bytes(pem_key(key))
     os.chmod(paths["key"], 0o600)
     return paths
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (from /proc), including those that started their own session."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                children[int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])].append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def _kill_pids(pids: list[int], sig: int) -> None:
