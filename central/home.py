@@ -81,6 +81,10 @@ class CentralHome:
     def models_dir(self) -> Path:
         return self.root / "models"
 
+    def model_file(self, model_id: int) -> Path:
+        """Where a model version's weights live: named by the store's id, never by anything a client sent."""
+        return self.models_dir / f"{int(model_id):08d}.bin"
+
     @property
     def settings_file(self) -> Path:
         return self.root / "central.json"

@@ -46,14 +46,18 @@ class CAPublic(BaseModel):
 
 class EnrollmentCreate(Strict):
     token: str = Field(min_length=1, max_length=200)
-    public_key: str = Field(min_length=1, max_length=2000, description="OpenSSH ECDSA public key (NIST curve)")
+    public_key: str = Field(
+        min_length=1, max_length=2000, description="OpenSSH ECDSA public key (NIST curve)"
+    )
     hostname: str | None = Field(default=None, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")
 
 
 class EnrollmentPublic(BaseModel):
     node_id: int
     site: str
-    superlink_address: str = Field(description="host:port of the Fleet API (give to flower-supernode --superlink)")
+    superlink_address: str = Field(
+        description="host:port of the Fleet API (give to flower-supernode --superlink)"
+    )
     ca_certificate: str
     ca_fingerprint: str
     model_signing_public_key: str
@@ -109,10 +113,13 @@ class RunCreate(Strict):
     min_sites: int = Field(default=1, ge=1, le=10000)
     config: JsonObject = Field(default_factory=dict)
     flower_run_id: int | None = Field(default=None, ge=1, le=2**64 - 1)
+    app_dir: str | None = Field(default=None, max_length=1000)
 
 
 class RunUpdate(Strict):
-    status: str | None = Field(default=None, pattern=r"^(pending|running|finished|failed|stopped)$")
+    status: str | None = Field(
+        default=None, pattern=r"^(pending|running|interrupted|finished|failed|stopped)$"
+    )
     flower_run_id: int | None = Field(default=None, ge=1, le=2**64 - 1)
     message: str | None = Field(default=None, max_length=4000)
 
@@ -129,6 +136,7 @@ class RunPublic(BaseModel):
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    resumes: int = 0
 
 
 class RoundUpdate(Strict):

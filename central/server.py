@@ -19,6 +19,7 @@ from central.api.context import CentralContext
 from central.crud import credentials as credentials_crud
 from central.db.engine import make_engine, mask_url, migrate, session_factory, transaction
 from central.home import CentralHome, HomeError, ServeLock, initialize
+from central.runkeeper import RunKeeper
 from central.settings import Settings, database_label
 from central.superlink import SuperLinkControl, SuperLinkError, SuperLinkProcess, descendants
 
@@ -75,6 +76,7 @@ def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str]
     lock.acquire()  # raises HomeError when another serve holds it
     superlink: SuperLinkProcess | None = None
     ctx: CentralContext | None = None
+    keeper: RunKeeper | None = None
     try:
         for item in prepare_home(home, sans=sans, default_sans=default_sans):
             log.info("created %s", item)
@@ -94,17 +96,24 @@ def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str]
                                                secret=home.read_credential("service"))  # fmt: skip
 
         _kill_stale_superlink(home)
+        control = SuperLinkControl(address=f"127.0.0.1:{settings.superlink_port}", ca_cert=home.ca_cert)
+        keeper = RunKeeper(home=home, sessions=session_factory(engine), control=control)
+
+        def superlink_started(pid: int) -> None:
+            _write_runtime(home, settings, pid)
+            keeper.superlink_started(pid)  # a fresh SuperLink: runs it had are orphaned, the keeper resumes them
+
         superlink = SuperLinkProcess(
             home=home,
             port=settings.superlink_port,
-            on_start=lambda pid: _write_runtime(home, settings, pid),
+            on_start=superlink_started,
             extra_env=serverapp_env(home, settings),
         )
         superlink.start()
-        control = SuperLinkControl(address=superlink.address, ca_cert=home.ca_cert)
         ctx = CentralContext(settings=settings, engine=engine, control=control)
         ctx.poll_superlink()
         ctx.start_background()
+        keeper.start()
         app = create_app(ctx, superlink_address=superlink.address)
 
         config = uvicorn.Config(
@@ -135,6 +144,8 @@ def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str]
         log.error("Cannot use the database %s: %s", mask_url(settings.database_url), str(exc.orig).strip())
         return 1
     finally:
+        if keeper is not None:
+            keeper.stop()
         if ctx is not None:
             ctx.stop_background()
         if superlink is not None:

@@ -153,6 +153,10 @@ class SuperLinkProcess:
             if self._stopping.is_set():
                 return
             code = self._proc.returncode
+            # What it started (the runs' ServerApps) must not outlive it: a restarted SuperLink does not know
+            # them, and the central's run keeper resumes their runs from the last saved model version.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
             if time.monotonic() - started > 60:
                 backoff = 1.0
             log.error("SuperLink exited with code %s; restarting in %.0f s", code, backoff)
@@ -210,6 +214,21 @@ def _alive(pid: int) -> bool:
 
 
 @dataclass(frozen=True)
+class RunState:
+    """What the SuperLink knows about a run."""
+
+    run_id: int
+    status: str  # pending | starting | running | finished
+    sub_status: str  # completed | failed | stopped | "" (not finished)
+    details: str
+
+    @property
+    def label(self) -> str:
+        """As `flwr ls` shows it, e.g. "finished:failed"."""
+        return f"{self.status}:{self.sub_status}" if self.sub_status else self.status
+
+
+@dataclass(frozen=True)
 class NodeState:
     """What the SuperLink knows about a node."""
 
@@ -236,7 +255,10 @@ class SuperLinkControl:
             self.address,
             insecure=False,
             root_certificates=str(self.ca_cert),
-            interceptors=[CliClientHttpInterceptor(), RuntimeVersionHttpInterceptor(component_name="flwr CLI")],
+            interceptors=[
+                CliClientHttpInterceptor(),
+                RuntimeVersionHttpInterceptor(component_name="flwr CLI"),
+            ],
         )
 
     def _call(self, method: str, request):
@@ -247,7 +269,9 @@ class SuperLinkControl:
             return getattr(client, method)(request)
         except httpx.HTTPStatusError as exc:
             text = exc.response.text[:300]
-            raise SuperLinkError(f"SuperLink refused {method}: HTTP {exc.response.status_code} {text}") from exc
+            raise SuperLinkError(
+                f"SuperLink refused {method}: HTTP {exc.response.status_code} {text}"
+            ) from exc
         except httpx.HTTPError as exc:
             raise SuperLinkError(f"SuperLink unreachable at {self.address}: {exc}") from exc
         finally:
@@ -285,6 +309,27 @@ class SuperLinkControl:
             )
             for n in response.nodes_info
         }
+
+    def list_runs(self) -> dict[int, RunState]:
+        """Every run the SuperLink knows, by run id."""
+        from flwr.proto.control_pb2 import ListRunsRequest
+
+        response = self._call("ListRuns", ListRunsRequest())
+        return {
+            int(run_id): RunState(
+                run_id=int(run_id),
+                status=r.status.status,
+                sub_status=r.status.sub_status,
+                details=r.status.details,
+            )  # fmt: skip
+            for run_id, r in response.run_dict.items()
+        }
+
+    def stop_run(self, run_id: int) -> None:
+        """Stop a run (Flower marks it finished:stopped)."""
+        from flwr.proto.control_pb2 import StopRunRequest
+
+        self._call("StopRun", StopRunRequest(run_id=int(run_id)))
 
     def is_up(self) -> bool:
         """Whether the SuperLink answers a Control API call."""

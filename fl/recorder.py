@@ -55,11 +55,13 @@ class Recorder:
                        evaluate_metrics: dict | None, server_metrics: dict | None) -> None:  # fmt: skip
         """Aggregated metrics of one round (round 0: the initial model's server-side evaluation)."""
 
-    def model_version(self, *, version: str, model_dir: Path, card: dict, server_round: int, is_best: bool) -> None:
+    def model_version(
+        self, *, version: str, model_dir: Path, card: dict, server_round: int, is_best: bool
+    ) -> None:
         """A global model saved as a version (folder with weights.safetensors and card.json)."""
 
     def run_finished(self, *, status: str, message: str | None = None, summary: dict | None = None) -> None:
-        """The run ended: status "finished" or "failed"."""
+        """The run ended: status "finished", "failed" or "interrupted" (stopped from outside; the central resumes it)."""
 
 
 class LocalRecorder(Recorder):
@@ -92,7 +94,9 @@ class LocalRecorder(Recorder):
     def reply_received(self, audit) -> None:
         self._append("replies.jsonl", dict(audit))
 
-    def round_finished(self, *, server_round, num_sites, train_metrics, evaluate_metrics, server_metrics) -> None:
+    def round_finished(
+        self, *, server_round, num_sites, train_metrics, evaluate_metrics, server_metrics
+    ) -> None:
         self._append("rounds.jsonl", {"server_round": server_round, "num_sites": num_sites, "time": time.time(),
                                       "train_metrics": train_metrics, "evaluate_metrics": evaluate_metrics,
                                       "server_metrics": server_metrics})  # fmt: skip
@@ -101,7 +105,9 @@ class LocalRecorder(Recorder):
         self._append("versions.jsonl", {"version": version, "server_round": server_round, "dir": str(model_dir),
                                         "is_best": is_best})  # fmt: skip
         if is_best:
-            _atomic_json(self.models_dir().parent / "best.json", {"version": version, "server_round": server_round})
+            _atomic_json(
+                self.models_dir().parent / "best.json", {"version": version, "server_round": server_round}
+            )
 
     def run_finished(self, *, status, message=None, summary=None) -> None:
         if self.run_dir is None:
@@ -179,12 +185,16 @@ class HttpRecorder(Recorder):
         self._submit("run start", op)
         return f"run{self.run_id}" if self.run_id is not None else None
 
-    def round_finished(self, *, server_round, num_sites, train_metrics, evaluate_metrics, server_metrics) -> None:
+    def round_finished(
+        self, *, server_round, num_sites, train_metrics, evaluate_metrics, server_metrics
+    ) -> None:
         body = {"num_sites": num_sites, "train_metrics": train_metrics, "evaluate_metrics": evaluate_metrics,
                 "server_metrics": server_metrics}  # fmt: skip
         body = {k: v for k, v in body.items() if v is not None}
-        self._submit(f"round {server_round}",
-                     lambda: self._call("PUT", f"/api/v1/runs/{self.run_id}/rounds/{server_round}", json=body))
+        self._submit(
+            f"round {server_round}",
+            lambda: self._call("PUT", f"/api/v1/runs/{self.run_id}/rounds/{server_round}", json=body),
+        )
 
     def model_version(self, *, version, model_dir, card, server_round, is_best) -> None:
         weights = Path(model_dir) / card["weights"]["file"]
@@ -192,7 +202,9 @@ class HttpRecorder(Recorder):
         def op() -> None:
             body = {"version": version, "card": card, "run_id": self.run_id, "server_round": server_round,
                     "is_best": is_best}  # fmt: skip
-            self._call("POST", "/api/v1/models", json=body, ok=(201, 409))  # 409: created before a lost answer
+            self._call(
+                "POST", "/api/v1/models", json=body, ok=(201, 409)
+            )  # 409: created before a lost answer
             self._call("PUT", f"/api/v1/models/{version}/file", content=weights.read_bytes(),
                        headers={"Content-Type": "application/octet-stream"})  # fmt: skip
             if is_best:
@@ -202,8 +214,10 @@ class HttpRecorder(Recorder):
 
     def run_finished(self, *, status, message=None, summary=None) -> None:
         body = {"status": status} | ({"message": message[:4000]} if message else {})
+        # An interrupted ServerApp is being stopped (the central may be going down): do not hold it up.
+        patience = 10.0 if status == "interrupted" else max(self.patience, 600.0)
         self._submit("run end", lambda: self._call("PATCH", f"/api/v1/runs/{self.run_id}", json=body),
-                     patience=max(self.patience, 600.0))  # fmt: skip
+                     patience=patience)  # fmt: skip
         if self._pending:
             log.error("%d record(s) could not reach the central: %s", len(self._pending),
                       ", ".join(n for n, _ in self._pending))  # fmt: skip
@@ -246,9 +260,13 @@ def default_record_dir() -> Path:
     return Path(platformdirs.user_data_dir("fedxray", appauthor=False)) / "federated-runs"
 
 
-def open_recorder(*, central_run_id: int = 0, env: Mapping[str, str] = os.environ) -> tuple[Recorder, LocalRecorder]:
+def open_recorder(
+    *, central_run_id: int = 0, env: Mapping[str, str] = os.environ
+) -> tuple[Recorder, LocalRecorder]:
     """The recorder the environment asks for, and the local one (which also holds the model folders)."""
-    local = LocalRecorder(Path(env["FEDXRAY_RECORD_DIR"]) if env.get("FEDXRAY_RECORD_DIR") else default_record_dir())
+    local = LocalRecorder(
+        Path(env["FEDXRAY_RECORD_DIR"]) if env.get("FEDXRAY_RECORD_DIR") else default_record_dir()
+    )
     url = env.get("FEDXRAY_CENTRAL_API")
     if not url:
         return local, local

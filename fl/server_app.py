@@ -28,11 +28,11 @@ app = ServerApp()
 def build_strategy(settings: RunSettings, *, on_reply=None):
     """(FedXray strategy, strategy to run): the second wraps the first when differential privacy is on."""
     common = dict(
-        fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=settings.min_sites,
+        fraction_train=settings.fraction_train, fraction_evaluate=1.0, min_train_nodes=settings.min_sites,
         min_evaluate_nodes=settings.min_sites, min_available_nodes=settings.min_sites,
         transfer_dtype=settings.transfer_dtype, evaluate_every=settings.evaluate_every,
         num_rounds=settings.num_rounds, on_reply=on_reply, server_learning_rate=settings.server_learning_rate,
-        server_momentum=settings.server_momentum,
+        server_momentum=settings.server_momentum, round_offset=settings.start_round,
     )  # fmt: skip
     if settings.strategy == "fedprox":
         inner = FedXrayFedProx(proximal_mu=settings.proximal_mu, **common)
@@ -58,8 +58,11 @@ def dp_card(settings: RunSettings) -> dict:
     return {
         "enabled": True,
         "mode": "client-side fixed clipping" if settings.dp == "client" else "server-side fixed clipping",
-        "flower_wrapper": ("DifferentialPrivacyClientSideFixedClipping" if settings.dp == "client"
-                           else "DifferentialPrivacyServerSideFixedClipping"),  # fmt: skip
+        "flower_wrapper": (
+            "DifferentialPrivacyClientSideFixedClipping"
+            if settings.dp == "client"
+            else "DifferentialPrivacyServerSideFixedClipping"
+        ),  # fmt: skip
         "client_mod": "fixedclipping_mod" if settings.dp == "client" else None,
         "clipping_norm": settings.dp_clipping_norm,
         "noise_multiplier": settings.dp_noise_multiplier,
@@ -86,6 +89,20 @@ class FederatedRun:
         self.best: tuple | None = None
         self.best_version: str | None = None
         self.versions: list[str] = []
+        if settings.best_model:  # a resumed run: the best version of the rounds before the interruption
+            self._restore_best(settings.best_model)
+
+    def _restore_best(self, model_dir: str) -> None:
+        from fl.modelfile import ModelFileError, read_card
+
+        try:
+            card = read_card(model_dir)
+        except ModelFileError as exc:
+            log.warning("Cannot read the best version so far (%s); the best is chosen among new rounds", exc)
+            return
+        m = card.metrics.get("test") or card.metrics.get("validation")
+        if m and m.get("macro_f1") is not None:
+            self.best, self.best_version = (m["macro_f1"], -m["loss"]), card.version
 
     def _initial_model(self):
         s = self.settings
@@ -124,7 +141,12 @@ class FederatedRun:
         from fl.metrics import flat_metrics
         from fl.modelfile import assign_tensors
 
-        assign_tensors(self.model, sanitize_tensors(record_tensors(arrays, "float32")), source="the global model")
+        if server_round == 0 and self.settings.start_round:
+            return None  # a resumed run's starting model is the version already recorded for that round
+        server_round += self.settings.start_round
+        assign_tensors(
+            self.model, sanitize_tensors(record_tensors(arrays, "float32")), source="the global model"
+        )
         server = self._server_test()
         info = self.inner.rounds.get(server_round, {})
         if server_round == 0 and server is None:
@@ -135,7 +157,9 @@ class FederatedRun:
         if server_round > 0 and info.get("train") is not None:
             self._save_version(server_round, info, server)
         elif server_round > 0:
-            log.warning("Round %d aggregated nothing (no site replied in time); no new model version", server_round)
+            log.warning(
+                "Round %d aggregated nothing (no site replied in time); no new model version", server_round
+            )
         return MetricRecord(flat_metrics(server)) if server else None
 
     def _save_version(self, server_round: int, info: dict, server: dict | None) -> None:
@@ -147,7 +171,8 @@ class FederatedRun:
         is_best = score is not None and (self.best is None or score > self.best)
         card = ModelCard(
             name=s.model_name, version=version, arch=s.arch, input_size=s.input_size, scaling=s.scaling,
-            description=f"Federated training, run {self.label}, round {server_round} of {s.num_rounds}.",
+            description=f"Federated training, run {self.label}, round {server_round} of {s.num_rounds}"
+            + (f" (resumed after round {s.start_round})." if s.start_round else "."),
             training={"federated": True, "run_config": s.to_config(), "round": server_round,
                       "train_examples": info["train"]["num_examples"], "train_loss": info["train"]["train_loss"],
                       "train_accuracy": info["train"]["train_accuracy"]},
@@ -177,7 +202,8 @@ class FederatedRun:
         """Run every round; returns Flower's Result."""
         s = self.settings
         return self.strategy.start(
-            grid=grid, initial_arrays=model_arrays(self.model), num_rounds=s.num_rounds, timeout=s.round_timeout,
+            grid=grid, initial_arrays=model_arrays(self.model), num_rounds=s.num_rounds - s.start_round,
+            timeout=s.round_timeout,
             train_config=ConfigRecord({"local-epochs": s.local_epochs}), evaluate_config=ConfigRecord(),
             evaluate_fn=self.evaluate_fn,
         )  # fmt: skip
@@ -186,6 +212,18 @@ class FederatedRun:
         return {"versions": self.versions, "best_version": self.best_version,
                 "rounds": {r: {"num_sites": i["num_sites"], "sampled": i["sampled"], "failures": i["failures"]}
                            for r, i in sorted(self.inner.rounds.items())}}  # fmt: skip
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether the ServerApp was stopped from outside (a signal, the SuperLink going away) rather than failing:
+    the central resumes an interrupted run from its last saved version, but not a failed one."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, ConnectionError)):
+        return True
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - Flower depends on grpcio
+        return False
+    return isinstance(exc, grpc.RpcError)
 
 
 @app.main()
@@ -201,6 +239,7 @@ def main(grid: Grid, context: Context) -> None:
                            flower_run_id=context.run_id)  # fmt: skip
         run.execute(grid)
     except BaseException as exc:
-        recorder.run_finished(status="failed", message=f"{type(exc).__name__}: {exc}")
+        status = "interrupted" if interrupted(exc) else "failed"
+        recorder.run_finished(status=status, message=f"{type(exc).__name__}: {exc}")
         raise
     recorder.run_finished(status="finished", summary={**run.summary(), "seconds": round(time.time() - t0, 1)})

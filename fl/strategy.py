@@ -28,7 +28,9 @@ AUROC_MEAN = "auroc_site_weighted_mean"  # per class; macro: "macro_" + AUROC_ME
 
 def confusion_of(row: dict) -> np.ndarray:
     """The confusion matrix (rows = true class) carried by one reply's metrics."""
-    return np.array([[int(row.get(f"confusion/{t}/{p}", 0)) for p in CLASSES] for t in CLASSES], dtype=np.int64)
+    return np.array(
+        [[int(row.get(f"confusion/{t}/{p}", 0)) for p in CLASSES] for t in CLASSES], dtype=np.int64
+    )
 
 
 def pool_validation(rows: list[dict]) -> dict | None:
@@ -47,7 +49,9 @@ def pool_validation(rows: list[dict]) -> dict | None:
     m["macro_auroc"] = None
     means = []
     for name in CLASSES:
-        pairs = [(float(r[f"auroc/{name}"]), n) for r, n in zip(rows, sizes, strict=True) if f"auroc/{name}" in r]
+        pairs = [
+            (float(r[f"auroc/{name}"]), n) for r, n in zip(rows, sizes, strict=True) if f"auroc/{name}" in r
+        ]
         value = sum(a * n for a, n in pairs) / sum(n for _, n in pairs) if pairs else None
         m["per_class"][name]["auroc"] = None
         m["per_class"][name][AUROC_MEAN] = value
@@ -82,7 +86,10 @@ class _FedXrayMixin:
 
     def _setup(self, *, transfer_dtype: str, evaluate_every: int, num_rounds: int,
                on_reply: Callable[[dict], None] | None, server_learning_rate: float = 1.0,
-               server_momentum: float = 0.0) -> None:  # fmt: skip
+               server_momentum: float = 0.0, round_offset: int = 0) -> None:  # fmt: skip
+        # A resumed run continues the numbering: Flower's round r is round r + round_offset everywhere
+        # (messages' "server-round", the audit, the per-round records, evaluate-every).
+        self.round_offset = round_offset
         self.transfer_dtype = transfer_dtype
         self.server_learning_rate = server_learning_rate
         self.server_momentum = server_momentum
@@ -105,8 +112,11 @@ class _FedXrayMixin:
         record = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in tensors.items()})
         return cast_record(record, self.transfer_dtype) if self.transfer_dtype != "float32" else record
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid
+    ) -> Iterable[Message]:
         # float32 too: the server-side DP wrapper clips replies (into float32) before they reach this class.
+        server_round += self.round_offset
         self._spec = ArraySpec.of(arrays, self.transfer_dtype, "float32")
         self._current = record_tensors(arrays, "float32")
         messages = list(super().configure_train(server_round, self._outgoing(arrays), config, grid))
@@ -115,6 +125,7 @@ class _FedXrayMixin:
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid
                            ) -> Iterable[Message]:  # fmt: skip
+        server_round += self.round_offset
         if server_round % self.evaluate_every and server_round != self.num_rounds:
             return []
         return super().configure_evaluate(server_round, self._outgoing(arrays), config, grid)
@@ -128,7 +139,9 @@ class _FedXrayMixin:
             audit = {"round": server_round, "phase": phase, "node_id": node}
             if msg.has_error():
                 info["failures"] += 1
-                audit.update(verdict="error", error_code=int(msg.error.code), error=str(msg.error.reason)[:300])
+                audit.update(
+                    verdict="error", error_code=int(msg.error.code), error=str(msg.error.reason)[:300]
+                )
             else:
                 content = msg.content
                 audit.update(records=sorted(content.keys()),
@@ -140,7 +153,9 @@ class _FedXrayMixin:
                 except (ReplyRefused, KeyError) as exc:
                     info["failures"] += 1
                     audit.update(verdict="refused", reason=str(exc))
-                    log.warning("Round %d: dropped a %s reply from node %d: %s", server_round, phase, node, exc)
+                    log.warning(
+                        "Round %d: dropped a %s reply from node %d: %s", server_round, phase, node, exc
+                    )
                 else:
                     audit["verdict"] = "accepted"
                     if phase == "train" and self.transfer_dtype != "float32":
@@ -152,10 +167,13 @@ class _FedXrayMixin:
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:  # fmt: skip
+        server_round += self.round_offset
         valid = self._accept(server_round, "train", replies)
         info = self._round(server_round)
         info["num_sites"] = len(valid)
-        log.info("Round %d: %d of %d sites' training replies accepted", server_round, len(valid), info["sampled"])
+        log.info(
+            "Round %d: %d of %d sites' training replies accepted", server_round, len(valid), info["sampled"]
+        )
         if not valid:
             return None, None
         contents = [m.content for m in valid]
@@ -196,6 +214,7 @@ class _FedXrayMixin:
         return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in out.items()})
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        server_round += self.round_offset
         valid = self._accept(server_round, "evaluate", replies)
         if not valid:
             return None
@@ -211,19 +230,19 @@ class FedXrayFedAvg(_FedXrayMixin, FedAvg):
     """FedAvg weighted by "num-examples" with FedXray's checks and metrics."""
 
     def __init__(self, *, transfer_dtype="float32", evaluate_every=1, num_rounds=1, on_reply=None,
-                 server_learning_rate=1.0, server_momentum=0.0, **kwargs):  # fmt: skip
+                 server_learning_rate=1.0, server_momentum=0.0, round_offset=0, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self._setup(transfer_dtype=transfer_dtype, evaluate_every=evaluate_every, num_rounds=num_rounds,
                     on_reply=on_reply, server_learning_rate=server_learning_rate,
-                    server_momentum=server_momentum)  # fmt: skip
+                    server_momentum=server_momentum, round_offset=round_offset)  # fmt: skip
 
 
 class FedXrayFedProx(_FedXrayMixin, FedProx):
     """FedProx (sends "proximal-mu"; the ClientApp adds the proximal term) with FedXray's checks and metrics."""
 
     def __init__(self, *, transfer_dtype="float32", evaluate_every=1, num_rounds=1, on_reply=None,
-                 server_learning_rate=1.0, server_momentum=0.0, **kwargs):  # fmt: skip
+                 server_learning_rate=1.0, server_momentum=0.0, round_offset=0, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self._setup(transfer_dtype=transfer_dtype, evaluate_every=evaluate_every, num_rounds=num_rounds,
                     on_reply=on_reply, server_learning_rate=server_learning_rate,
-                    server_momentum=server_momentum)  # fmt: skip
+                    server_momentum=server_momentum, round_offset=round_offset)  # fmt: skip

@@ -49,6 +49,7 @@ class RunSettings:
     augment: bool = True
     balance_classes: bool = True
     min_sites: int = 2
+    fraction_train: float = 1.0
     round_timeout: float = 3600.0
     strategy: str = "fedavg"
     proximal_mu: float = 0.0
@@ -63,6 +64,10 @@ class RunSettings:
     initial_model: str = ""
     model_name: str = "FedXray federated"
     central_run_id: int = 0
+    # Set by the central when it resumes an interrupted run: rounds already done (numbering continues after
+    # them; `initial-model` is then the last saved version) and the best version so far (its card's metrics).
+    start_round: int = 0
+    best_model: str = ""
 
     @staticmethod
     def key(field: str) -> str:
@@ -117,6 +122,10 @@ class RunSettings:
         for name in ("num_rounds", "local_epochs", "batch_size", "min_sites", "evaluate_every"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be at least 1")
+        if not 0 <= self.start_round < self.num_rounds:
+            raise bad("start_round", f"must lie in [0, {self.num_rounds}) (rounds already done)")
+        if not 0.0 < self.fraction_train <= 1.0:
+            raise bad("fraction_train", "must lie in (0, 1]")
         if self.input_size < 32:
             raise bad("input_size", "must be at least 32")
         if not 0.0 < self.val_fraction < 1.0:
@@ -136,7 +145,9 @@ class RunSettings:
         if self.dp not in DP_MODES:
             raise bad("dp", f"must be one of {', '.join(DP_MODES)}")
         if self.dp != "off" and (self.dp_noise_multiplier < 0 or self.dp_clipping_norm <= 0):
-            raise bad("dp_clipping_norm", "differential privacy needs a positive clipping norm and noise >= 0")
+            raise bad(
+                "dp_clipping_norm", "differential privacy needs a positive clipping norm and noise >= 0"
+            )
 
     def to_config(self) -> dict[str, Any]:
         """The settings as a run config (kebab-case keys), e.g. for a model card."""
@@ -251,16 +262,28 @@ def _proximal_model(model, mu: float):
 
     class ProximalModel(keras.Model):
         def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
-            prox = tf.add_n([tf.reduce_sum(tf.square(w - a)) for w, a in zip(self.trainable_weights, anchors,
-                                                                               strict=True)])
+            loss = super().compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+            )
+            prox = tf.add_n(
+                [
+                    tf.reduce_sum(tf.square(w - a))
+                    for w, a in zip(self.trainable_weights, anchors, strict=True)
+                ]
+            )
             return loss + 0.5 * mu * prox
 
     return ProximalModel(model.inputs, model.outputs, name=model.name)
 
 
-def train_local(model, samples: Sequence[Sample], settings: RunSettings, *, proximal_mu: float = 0.0,
-                server_round: int = 1) -> dict[str, float]:
+def train_local(
+    model,
+    samples: Sequence[Sample],
+    settings: RunSettings,
+    *,
+    proximal_mu: float = 0.0,
+    server_round: int = 1,
+) -> dict[str, float]:
     """Train `model` in place for `local-epochs` on `samples` (FedProx term when proximal_mu > 0).
 
     Returns the last epoch's training loss and accuracy (the loss includes the proximal term).

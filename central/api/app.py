@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central import __version__
@@ -35,7 +36,7 @@ def create_app(ctx: CentralContext, *, superlink_address: str | None) -> FastAPI
             if superlink_address is not None:
                 await app.state.fleet_client.aclose()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their scripts served from here: the central may be offline
         title="FedXray central",
         version=__version__,
         description=(

@@ -9,22 +9,20 @@ from typing import Any
 
 from central.client import AdminClient, AdminError
 from central.commands.common import add_home, add_json, emit, table
-from central.commands.flower import (
+from central.commands.models import fmt, key_metrics
+from central.flower_cli import (
     CONNECTION,
     app_config,
     coerce,
     default_app_dir,
     flower_error,
     flwr,
+    launch_run,
     parse_value,
-    write_run_config,
 )
-from central.commands.models import fmt, key_metrics
 from central.home import resolve_home
 
 ENDED = ("finished", "failed", "stopped")
-# Flower's final states that the ServerApp cannot have recorded itself (it was stopped or died).
-FLOWER_ENDINGS = {"finished:failed": "failed", "finished:stopped": "stopped"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,14 +39,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--arch", help="network architecture (e.g. se_resnet50v2, densenet121)")
     start.add_argument("--input-size", type=_positive(int), help="input size in pixels (e.g. 224)")
     start.add_argument("--fraction-train", type=_fraction, help="fraction of connected sites asked to train")
-    start.add_argument("--timeout", type=_positive(float), metavar="SEC", help="seconds to wait for a round's replies")
-    start.add_argument("--fedprox-mu", type=_non_negative, metavar="MU", help="use FedProx with this proximal term")
-    start.add_argument("--dp-noise", type=_non_negative, metavar="X", help="differential privacy: noise multiplier")
-    start.add_argument("--dp-clip", type=_positive(float), metavar="C", help="differential privacy: clipping norm")
-    start.add_argument("--dp-mode", choices=("client", "server"), default="client",
-                       help="where updates are clipped with --dp-noise/--dp-clip (default: client)")
-    start.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="any other run setting of the app (repeatable), e.g. --set batch-size=16")
+    start.add_argument(
+        "--timeout", type=_positive(float), metavar="SEC", help="seconds to wait for a round's replies"
+    )
+    start.add_argument(
+        "--fedprox-mu", type=_non_negative, metavar="MU", help="use FedProx with this proximal term"
+    )
+    start.add_argument(
+        "--dp-noise", type=_non_negative, metavar="X", help="differential privacy: noise multiplier"
+    )
+    start.add_argument(
+        "--dp-clip", type=_positive(float), metavar="C", help="differential privacy: clipping norm"
+    )
+    start.add_argument(
+        "--dp-mode",
+        choices=("client", "server"),
+        default="client",
+        help="where updates are clipped with --dp-noise/--dp-clip (default: client)",
+    )
+    start.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other run setting of the app (repeatable), e.g. --set batch-size=16",
+    )
     start.add_argument("--app", type=Path, help="the Flower app folder (default: FedXray's own, fl/flwr_app)")
     status = sub.add_parser("status", help="runs, or one run's rounds and metrics")
     status.add_argument("run", nargs="?", type=int, help="run id (default: list the runs)")
@@ -128,22 +143,27 @@ def start_run(args: argparse.Namespace) -> int:
         online = sum(1 for n in client.request("GET", "/api/v1/admin/nodes") if n.get("online"))
         min_sites = int(config.get("min-sites", 1))
         run = client.request("POST", "/api/v1/runs", json={"num_rounds": int(config["num-server-rounds"]),
-                                                           "min_sites": min_sites, "config": config})  # fmt: skip
+                                                           "min_sites": min_sites, "config": config,
+                                                           "app_dir": str(app_dir)})  # fmt: skip
         overrides["central-run-id"] = run["id"]
-        config_file = write_run_config(home.root / "flwr" / "runs" / f"run-{run['id']}.toml", overrides)
         try:
-            answer = flwr(home, "run", str(app_dir), CONNECTION, "--run-config", str(config_file), timeout=300)
+            flower_run_id = launch_run(home, app_dir, overrides, name=f"run-{run['id']}")
         except AdminError as exc:
-            answer = {"success": False, "error-message": str(exc)}
-        if not answer.get("success") or not answer.get("run-id"):
-            reason = flower_error(answer)
-            client.request("PATCH", f"/api/v1/runs/{run['id']}",
-                           json={"status": "failed", "message": f"The SuperLink did not start the run: {reason}"})
-            raise AdminError(f"The SuperLink did not start the run: {reason} (recorded as run {run['id']}, failed).")
-        run = client.request("PATCH", f"/api/v1/runs/{run['id']}", json={"flower_run_id": int(answer["run-id"])})
+            client.request(
+                "PATCH",
+                f"/api/v1/runs/{run['id']}",
+                json={"status": "failed", "message": f"The SuperLink did not start the run: {exc}"},
+            )
+            raise AdminError(
+                f"The SuperLink did not start the run: {exc} (recorded as run {run['id']}, failed)."
+            ) from None
+        run = client.request("PATCH", f"/api/v1/runs/{run['id']}", json={"flower_run_id": flower_run_id})
+        answer = {"success": True, "run-id": str(flower_run_id)}  # as `flwr run --format json` gives it
     out = {"run": run, "flower": answer, "sites_online": online, "config": config}
-    human = (f"Run {run['id']} started (Flower run {run['flower_run_id']}): {config['num-server-rounds']} round(s), "
-             f"at least {min_sites} site(s) per round.\nFollow it with: fedxray-central run status {run['id']}")
+    human = (
+        f"Run {run['id']} started (Flower run {run['flower_run_id']}): {config['num-server-rounds']} round(s), "
+        f"at least {min_sites} site(s) per round.\nFollow it with: fedxray-central run status {run['id']}"
+    )
     emit(args, out, human)
     if online < min_sites:
         print(f"Note: {online} enrolled workstation(s) are connected now; the run waits until {min_sites} take part "
@@ -163,19 +183,18 @@ def flower_runs(home, flower_run_id: str | None = None) -> tuple[dict[str, dict]
     return {str(r["run-id"]): r for r in answer.get("runs", [])}, None
 
 
-def reconcile(client: AdminClient, run: dict, flower: dict | None) -> dict:
-    """Record an ending only Flower saw (a run stopped or failed before its ServerApp could report it)."""
-    ending = FLOWER_ENDINGS.get((flower or {}).get("status", ""))
-    if ending and run["status"] not in ENDED:
-        message = f"Flower reports the run {flower['status']} before the ServerApp recorded its end."
-        run = client.request("PATCH", f"/api/v1/runs/{run['id']}", json={"status": ending, "message": message})
-    return run
-
-
 def _flower_summary(flower: dict | None) -> dict | None:
     if not flower:
         return None
-    keys = ("status", "status-details", "elapsed", "running-at", "finished-at", "network-traffic", "compute-time")
+    keys = (
+        "status",
+        "status-details",
+        "elapsed",
+        "running-at",
+        "finished-at",
+        "network-traffic",
+        "compute-time",
+    )
     return {k: flower.get(k) for k in keys}
 
 
@@ -194,7 +213,6 @@ def run_status(args: argparse.Namespace) -> int:
         run = client.request("GET", f"/api/v1/runs/{args.run}")
         flower, problem = flower_runs(home, run["flower_run_id"]) if run["flower_run_id"] else ({}, None)
         flower_run = flower.get(str(run["flower_run_id"]))
-        run = reconcile(client, run, flower_run)
         rounds = client.request("GET", f"/api/v1/runs/{args.run}/rounds")
         versions = client.request("GET", "/api/v1/models", params={"run_id": args.run})
     out = {"run": run, "rounds": rounds, "flower": _flower_summary(flower_run), "flower_problem": problem,
@@ -207,6 +225,10 @@ def run_status(args: argparse.Namespace) -> int:
              f"at least {run['min_sites']} site(s) per round",
              f"  created {str(run['created_at'])[:19]}, started {str(run['started_at'] or '-')[:19]}, "
              f"finished {str(run['finished_at'] or '-')[:19]}"]  # fmt: skip
+    if run.get("resumes"):
+        lines.append(f"  resumed {run['resumes']} time(s) after a central or SuperLink restart")
+    if run["status"] == "interrupted":
+        lines.append("  interrupted: the central resumes it from its last saved model version")
     if run["message"]:
         lines.append(f"  message: {run['message']}")
     if rounds:
@@ -227,7 +249,6 @@ def _list_runs(args: argparse.Namespace, home, client: AdminClient) -> int:
     out = []
     for run in runs:
         flower_run = flower.get(str(run["flower_run_id"])) if run["flower_run_id"] else None
-        run = reconcile(client, run, flower_run)
         rounds = client.request("GET", f"/api/v1/runs/{run['id']}/rounds")
         done = sum(1 for r in rounds if r["server_round"] > 0)
         out.append({**run, "rounds_recorded": done, "flower_status": (flower_run or {}).get("status")})
@@ -235,7 +256,9 @@ def _list_runs(args: argparse.Namespace, home, client: AdminClient) -> int:
              f"{r['rounds_recorded']}/{r['num_rounds']}", r["min_sites"], str(r["created_at"])[:19],
              str(r["finished_at"] or "")[:19]] for r in out]  # fmt: skip
     header = ["RUN", "FLOWER RUN", "STATUS", "FLOWER STATUS", "ROUNDS", "MIN SITES", "CREATED", "FINISHED"]
-    human = table(rows, header) if rows else "No runs yet. Start one with: fedxray-central run start --rounds N"
+    human = (
+        table(rows, header) if rows else "No runs yet. Start one with: fedxray-central run start --rounds N"
+    )
     if problem:
         human += f"\n(Flower's own status is unavailable: {problem})"
     emit(args, {"runs": out, "flower_problem": problem}, human)
@@ -254,9 +277,15 @@ def stop_run(args: argparse.Namespace) -> int:
         if not answer.get("success"):
             reason = flower_error(answer)
             flower, _ = flower_runs(home, run["flower_run_id"])
-            run = reconcile(client, run, flower.get(str(run["flower_run_id"])))
-            raise AdminError(f"The SuperLink did not stop run {run['id']}: {reason} (run status: {run['status']}).")
-        run = client.request("PATCH", f"/api/v1/runs/{run['id']}",
-                             json={"status": "stopped", "message": "Stopped by the admin (fedxray-central run stop)."})
+            flower_status = (flower.get(str(run["flower_run_id"])) or {}).get("status", "")
+            # An interrupted run waiting to be resumed has no live Flower run: recording the stop is enough.
+            if not flower_status.startswith("finished"):
+                raise AdminError(f"The SuperLink did not stop run {run['id']}: {reason} "
+                                 f"(run status: {run['status']}).")  # fmt: skip
+        run = client.request(
+            "PATCH",
+            f"/api/v1/runs/{run['id']}",
+            json={"status": "stopped", "message": "Stopped by the admin (fedxray-central run stop)."},
+        )
     emit(args, {"run": run}, f"Run {run['id']} stopped (Flower run {run['flower_run_id']}).")
     return 0

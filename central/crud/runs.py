@@ -9,14 +9,23 @@ from sqlalchemy.orm import Session
 
 from central.db.models import Round, Run, utcnow
 
-RUN_STATUSES = ("pending", "running", "finished", "failed", "stopped")
+RUN_STATUSES = ("pending", "running", "interrupted", "finished", "failed", "stopped")
+# Not ended: the central's run keeper watches these (and resumes an interrupted one).
+ACTIVE_STATUSES = ("pending", "running", "interrupted")
 
 
 def create_run(
-    *, session: Session, num_rounds: int, min_sites: int, config: dict[str, Any], flower_run_id: str | None = None
+    *,
+    session: Session,
+    num_rounds: int,
+    min_sites: int,
+    config: dict[str, Any],
+    flower_run_id: str | None = None,
+    app_dir: str | None = None,
 ) -> Run:
     """Record a new run."""
-    row = Run(num_rounds=num_rounds, min_sites=min_sites, config=config, flower_run_id=flower_run_id)
+    row = Run(num_rounds=num_rounds, min_sites=min_sites, config=config, flower_run_id=flower_run_id,
+              app_dir=app_dir, resumes=0)  # fmt: skip
     session.add(row)
     session.flush()
     session.refresh(row)
@@ -49,7 +58,11 @@ def update_run(
     """Change a run's status (timestamps follow), Flower run id or message."""
     now = utcnow()
     if status is not None and run.status == "stopped" and status != "stopped":
-        status = message = None  # an admin stopped it: what a dying ServerApp reports afterwards changes nothing
+        status = message = (
+            None  # an admin stopped it: what a dying ServerApp reports afterwards changes nothing
+        )
+    if status == "interrupted" and run.status in ("finished", "failed"):
+        status = message = None  # an interruption reported late does not reopen a run that ended
     if status is not None:
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}")
@@ -66,6 +79,22 @@ def update_run(
     return run
 
 
+def active_runs(*, session: Session) -> list[Run]:
+    """Runs that have not ended, oldest first."""
+    return list(session.scalars(select(Run).where(Run.status.in_(ACTIVE_STATUSES)).order_by(Run.id)))
+
+
+def forget_rounds_after(*, session: Session, run: Run, server_round: int) -> int:
+    """Delete a run's round records after `server_round` (they are redone when the run resumes)."""
+    rows = list(
+        session.scalars(select(Round).where(Round.run_id == run.id, Round.server_round > server_round))
+    )
+    for row in rows:
+        session.delete(row)
+    session.flush()
+    return len(rows)
+
+
 def upsert_round(
     *,
     session: Session,
@@ -79,7 +108,9 @@ def upsert_round(
     """Create or update a round's metrics; fields not given keep their stored value."""
     row = session.scalar(select(Round).where(Round.run_id == run.id, Round.server_round == server_round))
     if row is None:
-        row = Round(run_id=run.id, server_round=server_round, train_metrics={}, evaluate_metrics={}, server_metrics={})
+        row = Round(
+            run_id=run.id, server_round=server_round, train_metrics={}, evaluate_metrics={}, server_metrics={}
+        )
         session.add(row)
     if num_sites is not None:
         row.num_sites = num_sites

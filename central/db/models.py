@@ -118,6 +118,10 @@ class Run(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Resuming after a central or SuperLink restart (central.runkeeper): the Flower app folder the run was
+    # started from and how many times it has been resumed (each time as a new Flower run).
+    app_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resumes: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Round(Base):

@@ -428,6 +428,21 @@ def test_health_and_prometheus_metrics(central, stations, supernodes):
     assert 'fedxray_fleet_requests_total{rpc="pull-messages",status="200"}' in text
 
 
+def test_api_docs_work_offline(central):
+    """/docs loads every script and style sheet from the central itself (a hospital's central may have no
+    internet access)."""
+    import re
+
+    with central.client() as client:
+        page = client.get("/docs")
+        assert page.status_code == 200 and "swagger" in page.text.lower()
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+        assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))], assets
+        for asset in assets:
+            response = client.get(asset)
+            assert response.status_code == 200 and len(response.content) > 100, asset
+
+
 # ---------------------------------------------------------------- revoke, leave, restart
 def test_a_revoked_node_is_cut_off(root, central, stations, supernodes):
     ws = stations["ws1"]

@@ -299,29 +299,31 @@ def test_a_tampered_download_is_refused(fed):
 
 
 # ---------------------------------------------------------------- a central restart in the middle of a run
-# PRODUCT GAP (not a test problem): `fedxray-central serve` stops the SuperLink "and everything it started" on
-# SIGTERM, which includes the run's ServerApp (it records `failed`, "KeyboardInterrupt"); after the restart Flower
-# reports the run finished:failed and nothing resumes it. Issue 5 requires the run to complete when the service is
-# back. Observed on 2026-11-22: run 2 -> status "failed", "Flower reports the run finished:failed before the
-# ServerApp recorded its end." Remove the skip once the central resumes interrupted runs.
-@pytest.mark.skip(
-    reason="product gap: a central restart kills the run's ServerApp and nothing resumes the run"
-)
 def test_a_central_restart_mid_run_still_ends_with_the_run_complete(fed, first_run):
-    run = fed.central.admin_json("run", "start", "--rounds", "2", *RUN_ARGS)["run"]
+    run = fed.central.admin_json("run", "start", "--rounds", "3", *RUN_ARGS)["run"]
+    first_flower = int(run["flower_run_id"])
 
-    def training_round_1():
+    def round_2_training():  # round 1 is saved, round 2 is under way at the sites
         states = [read_json(round_file(ws)) for ws in fed.stations.values()]
-        return any(s.get("run_id", int(run["flower_run_id"])) == int(run["flower_run_id"]) and s.get("round") == 1
-                   and s.get("phase") == "training" for s in states)  # fmt: skip
+        return any(s.get("run_id") == first_flower and s.get("round") == 2 and s.get("phase") == "training"
+                   for s in states)  # fmt: skip
 
-    wait_for(
-        training_round_1, timeout=240, interval=0.5, what=f"round 1 of the second run to train\n{fed.tails()}"
-    )
-    fed.central.stop()  # SIGTERM during the round
+    wait_for(round_2_training, timeout=300, interval=0.5, what=f"round 2 of the second run to train\n{fed.tails()}")
+    fed.central.stop()  # SIGTERM: the SuperLink and the run's ServerApp stop with the service
     time.sleep(2)
-    fed.central.start()  # the same home and ports
-    status = fed.wait_finished(run["id"], timeout=420)
-    assert sorted(r["server_round"] for r in status["rounds"] if r["server_round"] >= 1) == [1, 2]
-    versions = [v for v in fed.central.admin_json("models", "list") if v["run_id"] == run["id"]]
-    assert sorted(v["server_round"] for v in versions) == [1, 2]
+    fed.central.start()  # the same home and ports; the workstations' `fedxray federate` reconnect by themselves
+    status = fed.wait_finished(run["id"], timeout=600)
+    after = status["run"]
+    assert after["resumes"] == 1 and int(after["flower_run_id"]) != first_flower
+    assert "rounds 1-1 kept, continuing from round 2" in after["message"], after["message"]
+    rounds = {r["server_round"]: r for r in status["rounds"] if r["server_round"] >= 1}
+    assert sorted(rounds) == [1, 2, 3]
+    assert all(r["num_sites"] == 3 and r["evaluate_metrics"]["accuracy"] is not None for r in rounds.values())
+    with fed.central.client(fed.central.credential("admin")) as admin:
+        listed = admin.get("/api/v1/models", params={"run_id": run["id"]}).json()
+    versions = {v["server_round"]: v for v in listed}
+    assert sorted(versions) == [1, 2, 3] and all(v["file_sha256"] for v in listed)
+    # Round 2 was redone by the resumed Flower run, which started from round 1's saved weights.
+    assert versions[2]["card"]["federation"]["flower_run_id"] == int(after["flower_run_id"])
+    assert versions[1]["card"]["federation"]["flower_run_id"] == first_flower
+    assert "resumed after round 1" in versions[3]["card"]["description"]

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import textwrap
@@ -134,7 +136,11 @@ strategy = "fedavg"
 proximal-mu = 0.0
 central-run-id = 0
 sleep = 0.0
+round-sleep = 0.0
 model-dir = ""
+start-round = 0
+initial-model = ""
+best-model = ""
 """
 
 STANDIN_SERVER = '''
@@ -163,7 +169,8 @@ def main(grid: Grid, context: Context) -> None:
     recorder, local = open_recorder(central_run_id=int(cfg["central-run-id"]))
     label = recorder.run_started(flower_run_id=context.run_id, num_rounds=cfg["num-server-rounds"],
                                  min_sites=cfg["min-sites"], config=dict(cfg))
-    for r in range(1, int(cfg["num-server-rounds"]) + 1):
+    for r in range(int(cfg["start-round"]) + 1, int(cfg["num-server-rounds"]) + 1):
+        time.sleep(float(cfg["round-sleep"]))
         recorder.round_finished(server_round=r, num_sites=2,
                                 train_metrics={"num_examples": 40, "train_loss": 1.0 / r, "train_accuracy": 0.25 * r},
                                 evaluate_metrics={"loss": 2.0 / r, "accuracy": 0.2 * r, "macro_f1": 0.1 * r},
@@ -516,3 +523,44 @@ def test_run_stop_stops_a_running_run(central, standin_app):
     assert again.returncode == 1 and "already ended (stopped)" in again.stderr
     unknown = central.admin("run", "status", "9999", check=False)
     assert unknown.returncode == 1 and "No run has id 9999" in unknown.stderr
+
+
+def test_a_run_interrupted_by_a_superlink_crash_resumes_from_its_last_saved_version(central, standin_app, versions):
+    run = run_json(central, "start", "--app", str(standin_app), "--rounds", "3", "--set", "round-sleep=6",
+                   "--set", f"model-dir={versions[VERSIONS[0]]}")["run"]  # fmt: skip
+
+    def round_1_saved():
+        status = run_json(central, "status", str(run["id"]))
+        return status if any(v["server_round"] == 1 for v in status["model_versions"]) else None
+
+    wait_for(round_1_saved, timeout=120, interval=1, what="the stand-in run to save round 1")
+    superlink_pid = json.loads((central.home / "runtime.json").read_text())["superlink_pid"]
+    os.kill(superlink_pid, signal.SIGKILL)  # the SuperLink crashes mid-run; its supervisor restarts it
+
+    def finished():
+        status = run_json(central, "status", str(run["id"]))
+        if status["run"]["status"] in ("failed", "stopped"):
+            raise AssertionError(f"the run ended {status['run']}\n{central.log_text()[-3000:]}")
+        done = status["run"]["status"] == "finished" and (status["flower"] or {}).get("status") == "finished:completed"
+        return status if done else None
+
+    status = wait_for(finished, timeout=240, interval=2, what="the interrupted run to be resumed and finish")
+    after = status["run"]
+    assert after["resumes"] == 1 and after["flower_run_id"] != run["flower_run_id"]
+    assert json.loads((central.home / "runtime.json").read_text())["superlink_pid"] != superlink_pid
+    assert [r["server_round"] for r in status["rounds"]] == [1, 2, 3]  # numbering continued, nothing twice
+    assert sorted(v["server_round"] for v in status["model_versions"]) == [1, 2, 3]
+    # What the resumed ServerApp was given: the same settings, the rounds done and the last saved version.
+    seen = json.loads((central.home / "runs" / f"standin-{run['id']}.json").read_text())
+    cfg = seen["run_config"]
+    assert seen["flower_run_id"] == int(after["flower_run_id"]) and cfg["central-run-id"] == run["id"]
+    assert cfg["round-sleep"] == 6.0 and cfg["num-server-rounds"] == 3 and cfg["model-dir"]
+    done = cfg["start-round"]
+    assert 1 <= done < 3 and f"rounds 1-{done} kept, continuing from round {done + 1}" in after["message"]
+    start = Path(cfg["initial-model"])
+    card = json.loads((start / "card.json").read_text())
+    assert card["version"] == f"run{run['id']}-round{done}"
+    listed = next(v for v in central.admin_json("models", "list") if v["version"] == card["version"])
+    weights = start / card["weights"]["file"]
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == listed["file_sha256"]  # the central's stored copy
+    assert Path(cfg["best-model"]).is_dir()

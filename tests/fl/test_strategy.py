@@ -108,3 +108,20 @@ def test_server_momentum_follows_fedavgm():
         s.configure_train(1, arrays, ConfigRecord(), FakeGrid())
         arrays, _ = s.aggregate_train(1, [reply(1, 10, 1.0), reply(2, 10, 1.0)])
         assert np.allclose(arrays["w"].numpy(), expected)
+
+
+def test_a_resumed_run_continues_the_round_numbering():
+    from flwr.app import ConfigRecord
+
+    audits = []
+    # Resumed after 4 rounds of 6: Flower's rounds 1 and 2 are the run's rounds 5 and 6.
+    s = FedXrayFedAvg(evaluate_every=3, num_rounds=6, round_offset=4, min_train_nodes=1, min_evaluate_nodes=1,
+                      min_available_nodes=1, on_reply=audits.append)  # fmt: skip
+    sent = list(s.configure_train(1, global_arrays(), ConfigRecord(), FakeGrid()))
+    assert {m.content["config"]["server-round"] for m in sent} == {5}  # what the sites are told
+    s.aggregate_train(1, [reply(1, 10, 1.0), reply(2, 10, 1.0)])
+    assert set(s.rounds) == {5} and s.rounds[5]["num_sites"] == 2
+    assert {a["round"] for a in audits} == {5}
+    # evaluate-every 3 counts the run's rounds: round 5 is skipped, round 6 (the last) is evaluated.
+    counts = [len(list(s.configure_evaluate(r, global_arrays(), ConfigRecord(), FakeGrid()))) for r in (1, 2)]
+    assert counts == [0, 3]

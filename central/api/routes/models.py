@@ -33,7 +33,7 @@ def _get(session, version: str):
 
 
 def model_file(models_dir: FsPath, model_id: int) -> FsPath:
-    """Where a version's file lives: named by the store's id, never by anything a client sent."""
+    """Where a version's file lives (CentralHome.model_file)."""
     return models_dir / f"{int(model_id):08d}.bin"
 
 

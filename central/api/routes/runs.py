@@ -23,7 +23,10 @@ def _get(session, run_id: int):
 
 @router.get("", response_model=list[RunPublic])
 def list_runs(
-    principal: ReaderDep, session: SessionDep, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+    principal: ReaderDep,
+    session: SessionDep,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
 ) -> list[RunPublic]:
     """Runs, newest first."""
     return [RunPublic.model_validate(r) for r in crud.list_runs(session=session, limit=limit, offset=offset)]
@@ -35,7 +38,7 @@ def create_run(body: RunCreate, principal: WriterDep, session: SessionDep) -> Ru
     try:
         run = crud.create_run(
             session=session, num_rounds=body.num_rounds, min_sites=body.min_sites, config=body.config,
-            flower_run_id=str(body.flower_run_id) if body.flower_run_id else None,
+            flower_run_id=str(body.flower_run_id) if body.flower_run_id else None, app_dir=body.app_dir,
         )  # fmt: skip
     except IntegrityError as exc:
         raise HTTPException(409, detail="A run with this Flower run id already exists.") from exc
@@ -56,9 +59,13 @@ def update_run(body: RunUpdate, principal: WriterDep, session: SessionDep, run_i
     flower_id = str(body.flower_run_id) if body.flower_run_id else None
     if flower_id and crud.get_run_by_flower_id(session=session, flower_run_id=flower_id) not in (None, run):
         raise HTTPException(409, detail="Another run already has this Flower run id.")
-    crud.update_run(session=session, run=run, status=body.status, flower_run_id=flower_id, message=body.message)
+    crud.update_run(
+        session=session, run=run, status=body.status, flower_run_id=flower_id, message=body.message
+    )
     if body.status:
-        audit.record(session=session, actor=principal.actor, action=f"run.{body.status}", target=f"run:{run.id}")
+        audit.record(
+            session=session, actor=principal.actor, action=f"run.{body.status}", target=f"run:{run.id}"
+        )
     return RunPublic.model_validate(run)
 
 

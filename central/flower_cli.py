@@ -1,5 +1,5 @@
-"""The `flwr` CLI as the central's admin commands use it: a private FLWR_HOME whose only connection is the
-loopback SuperLink (TLS, the central's CA), the Flower app's run config, and JSON answers."""
+"""The `flwr` CLI as the central uses it (admin commands and the run keeper): a private FLWR_HOME whose only
+connection is the loopback SuperLink (TLS, the central's CA), the Flower app's run config, and JSON answers."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def flwr_home(home: CentralHome) -> Path:
     runtime = home.read_runtime() or {}
     address = runtime.get("superlink_address")
     if not address:
-        raise AdminError(f"The central service on {home.root} has not recorded its SuperLink address; restart it.")
+        raise AdminError(
+            f"The central service on {home.root} has not recorded its SuperLink address; restart it."
+        )
     folder = home.root / "flwr"
     folder.mkdir(mode=0o700, exist_ok=True)
     config = (
@@ -56,7 +58,9 @@ def flwr(home: CentralHome, *args: str, timeout: float = 120.0) -> dict:
         raise AdminError(f"`flwr {args[0]}` got no answer from the SuperLink within {timeout:.0f} s; "
                          f"see {home.logs_dir / 'superlink.log'}") from exc  # fmt: skip
     except OSError as exc:
-        raise AdminError(f"Cannot run Flower's `flwr` command ({exc}); is FedXray installed completely?") from exc
+        raise AdminError(
+            f"Cannot run Flower's `flwr` command ({exc}); is FedXray installed completely?"
+        ) from exc
     start = done.stdout.find("{")
     try:
         data = json.loads(done.stdout[start:]) if start >= 0 else None
@@ -64,8 +68,20 @@ def flwr(home: CentralHome, *args: str, timeout: float = 120.0) -> dict:
         data = None
     if not isinstance(data, dict):
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise AdminError(f"`flwr {args[0]}` failed (exit code {done.returncode}): {' / '.join(tail) or 'no output'}")
+        raise AdminError(
+            f"`flwr {args[0]}` failed (exit code {done.returncode}): {' / '.join(tail) or 'no output'}"
+        )
     return data
+
+
+def launch_run(home: CentralHome, app_dir: Path, overrides: dict[str, Any], *, name: str) -> int:
+    """`flwr run APP` on the loopback SuperLink with these run-config overrides (kept as
+    <home>/flwr/runs/<name>.toml); the Flower run id. AdminError with Flower's reason if it was refused."""
+    config_file = write_run_config(home.root / "flwr" / "runs" / f"{name}.toml", overrides)
+    answer = flwr(home, "run", str(app_dir), CONNECTION, "--run-config", str(config_file), timeout=300)
+    if not answer.get("success") or not answer.get("run-id"):
+        raise AdminError(flower_error(answer))
+    return int(answer["run-id"])
 
 
 def flower_error(data: dict) -> str:
@@ -108,7 +124,9 @@ def coerce(key: str, value: Any, default: Any) -> Any:
             return int(value)
     elif isinstance(default, str):
         return str(value)
-    raise AdminError(f"Run setting {key!r} takes a {type(default).__name__} (like {default!r}), not {value!r}.")
+    raise AdminError(
+        f"Run setting {key!r} takes a {type(default).__name__} (like {default!r}), not {value!r}."
+    )
 
 
 def parse_value(text: str) -> Any:
