@@ -84,9 +84,10 @@ def _weighted(rows: list[dict], key: str, weights: list[float]) -> float | None:
 class _FedXrayMixin:
     """Overrides shared by FedXrayFedAvg and FedXrayFedProx (see the module docstring)."""
 
-    def _setup(self, *, transfer_dtype: str, evaluate_every: int, num_rounds: int,
-               on_reply: Callable[[dict], None] | None, server_learning_rate: float = 1.0,
-               server_momentum: float = 0.0, round_offset: int = 0) -> None:  # fmt: skip
+    def __init__(self, *, transfer_dtype: str = "float32", evaluate_every: int = 1, num_rounds: int = 1,
+                 on_reply: Callable[[dict], None] | None = None, server_learning_rate: float = 1.0,
+                 server_momentum: float = 0.0, round_offset: int = 0, **kwargs) -> None:  # fmt: skip
+        super().__init__(**kwargs)  # Flower's FedAvg / FedProx: fractions, minimum nodes, proximal_mu
         # A resumed run continues the numbering: Flower's round r is round r + round_offset everywhere
         # (messages' "server-round", the audit, the per-round records, evaluate-every).
         self.round_offset = round_offset
@@ -229,20 +230,6 @@ class _FedXrayMixin:
 class FedXrayFedAvg(_FedXrayMixin, FedAvg):
     """FedAvg weighted by "num-examples" with FedXray's checks and metrics."""
 
-    def __init__(self, *, transfer_dtype="float32", evaluate_every=1, num_rounds=1, on_reply=None,
-                 server_learning_rate=1.0, server_momentum=0.0, round_offset=0, **kwargs):  # fmt: skip
-        super().__init__(**kwargs)
-        self._setup(transfer_dtype=transfer_dtype, evaluate_every=evaluate_every, num_rounds=num_rounds,
-                    on_reply=on_reply, server_learning_rate=server_learning_rate,
-                    server_momentum=server_momentum, round_offset=round_offset)  # fmt: skip
-
 
 class FedXrayFedProx(_FedXrayMixin, FedProx):
     """FedProx (sends "proximal-mu"; the ClientApp adds the proximal term) with FedXray's checks and metrics."""
-
-    def __init__(self, *, transfer_dtype="float32", evaluate_every=1, num_rounds=1, on_reply=None,
-                 server_learning_rate=1.0, server_momentum=0.0, round_offset=0, **kwargs):  # fmt: skip
-        super().__init__(**kwargs)
-        self._setup(transfer_dtype=transfer_dtype, evaluate_every=evaluate_every, num_rounds=num_rounds,
-                    on_reply=on_reply, server_learning_rate=server_learning_rate,
-                    server_momentum=server_momentum, round_offset=round_offset)  # fmt: skip

@@ -1,17 +1,20 @@
 """Federated-learning benchmarks (issue 5).
 
-(a) accuracy: federated (three non-IID sites, FedAvg, R rounds x 1 local epoch) against centralised training
-    (the three sites' training patients pooled, R epochs) on the same model, the same initial weights and the
-    same validation patients (the union of the sites' patient-level validation splits); then the float16
-    transfer option under the same conditions. The federated rounds call the real ClientApp (fl.client_app.app,
+(a) accuracy: federated (three non-IID sites, FedAvg, R rounds x E local epochs) against centralised training
+    (the three sites' training patients pooled, R x E epochs) on the same model, the same initial weights, the
+    same optimiser settings and the same validation patients (the union of the sites' patient-level
+    validation splits, made with the run's seed exactly as the ClientApp makes them, which is checked); then
+    the float16 transfer option under the same conditions. The epochs budget is honest: every training image
+    is seen R x E times in both settings. The federated rounds call the real ClientApp (fl.client_app.app,
     mods included) and the real strategy's aggregation in this process, so the learning is exactly what the
-    deployment does without its process start-up and polling costs.
+    deployment does without its process start-up and polling costs. --server-lr (run config
+    "server-learning-rate") and --server-momentum only apply to the federated side.
 (b) bytes and overhead: payload bytes of one model message per network (float32 and float16); a real
     deployment on loopback (SuperLink + three SuperNodes + flwr run) measuring the round time, the ClientApps'
     compute and the fixed overhead per round, and Flower's own traffic counters.
 
-Run: .venv/bin/python tests/benchmarks/bench_federated.py [--part a|b|all] [--rounds 10] [--input-size 64]
-     [--arch tiny] [--seeds 0] [--json OUT]
+Run: .venv/bin/python tests/benchmarks/bench_federated.py [--part a|b|all] [--rounds 10] [--local-epochs 1]
+     [--batch-size 16] [--lr 1e-3] [--server-lr 1] [--input-size 64] [--arch tiny] [--seeds 0] [--json OUT]
 Not a test: prints figures and optionally writes them as JSON.
 """
 
@@ -46,6 +49,9 @@ from tests.fl.flower_support import (  # noqa: E402
     write_node_config,
 )
 
+VAL_FRACTION = 0.2  # fl.task.RunSettings' default "val-fraction": the ClientApp splits its site's patients with it
+KINDS = ("centralised", "federated", "federated_float16")
+
 
 def site_splits(sites: dict[str, Path], val_fraction: float, seed: int):
     from fl.data import discover, split_by_patient
@@ -53,16 +59,29 @@ def site_splits(sites: dict[str, Path], val_fraction: float, seed: int):
     return {n: split_by_patient(discover(d), val_fraction=val_fraction, seed=seed) for n, d in sites.items()}
 
 
+def check_client_splits(sites: dict[str, Path], splits, run: dict) -> None:
+    """The ClientApp splits its site with the run's "seed": it must see exactly the patients pooled here."""
+    from fl.task import RunSettings, load_site
+
+    settings = RunSettings.from_config(run)
+    for name, folder in sites.items():
+        data, (train, val) = load_site(folder, settings), splits[name]
+        if [s.path for s in data.train] != [s.path for s in train] or [s.path for s in data.val] != [
+            s.path for s in val
+        ]:
+            raise RuntimeError(f"{name}: the ClientApp's patient split differs from the benchmark's")
+
+
 def summary(m: dict) -> dict:
     return {k: round(m[k], 4) if m.get(k) is not None else None
             for k in ("accuracy", "macro_f1", "macro_sensitivity", "macro_specificity", "macro_auroc", "loss")}
 
 
-def centralised(run: dict, splits, rounds: int) -> tuple[dict, float]:
-    """Pooled training patients, `rounds` epochs, evaluated on the pooled validation patients."""
+def centralised(run: dict, splits, epochs: int) -> tuple[dict, float]:
+    """Pooled training patients, `epochs` epochs in one run, evaluated on the pooled validation patients."""
     from fl.task import RunSettings, evaluate_local, new_model, train_local
 
-    settings = RunSettings.from_config({**run, "local-epochs": rounds})
+    settings = RunSettings.from_config({**run, "local-epochs": epochs})
     train = [s for tr, _ in splits.values() for s in tr]
     val = [s for _, va in splits.values() for s in va]
     model = new_model(settings)
@@ -83,8 +102,14 @@ class InProcessGrid:
         return list(self.nodes)
 
 
-def federated(run: dict, sites: dict[str, Path], splits, rounds: int, transfer: str) -> tuple[dict, list, float]:
-    """FedAvg over the sites with the real ClientApp and strategy, in this process."""
+def federated(run: dict, sites: dict[str, Path], splits, rounds: int, transfer: str, evaluate_every: int = 1
+              ) -> tuple[dict, list, float]:  # fmt: skip
+    """FedAvg over the sites with the real ClientApp and strategy, in this process.
+
+    `run` is the run config the ClientApp reads (local-epochs, batch-size, learning-rate, seed, ...); its
+    server-learning-rate and server-momentum go to the strategy (FedAvg: 1 and 0). The global model is
+    evaluated on the pooled validation patients every `evaluate_every` rounds and always after the last one.
+    """
     from flwr.app import ConfigRecord, Context, RecordDict
     from flwr.supercore.task_identity import TaskIdentity
 
@@ -93,7 +118,7 @@ def federated(run: dict, sites: dict[str, Path], splits, rounds: int, transfer: 
     from fl.task import RunSettings, cast_record, evaluate_local, load_arrays, model_arrays, new_model
 
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
-    run = {**run, "transfer-dtype": transfer, "local-epochs": 1}
+    run = {**run, "transfer-dtype": transfer}
     settings = RunSettings.from_config(run)
     model = new_model(settings)
     arrays = model_arrays(model)
@@ -116,8 +141,10 @@ def federated(run: dict, sites: dict[str, Path], splits, rounds: int, transfer: 
             replies.append(reply)
         arrays, _ = strategy.aggregate_train(rnd, replies)
         load_arrays(model, arrays)
+        if rnd % evaluate_every and rnd != rounds:
+            continue
         m = evaluate_local(model, val, settings)
-        row = {"round": rnd, **summary(m)}
+        row = {"round": rnd, "seconds": round(time.perf_counter() - t0, 1), **summary(m)}
         if transfer == "float32":  # the direct cost of one float16 transfer of this global model
             load_arrays(model, cast_record(arrays, "float16"))
             m16 = evaluate_local(model, val, settings)
@@ -130,30 +157,37 @@ def federated(run: dict, sites: dict[str, Path], splits, rounds: int, transfer: 
 
 def part_a(args, tmp: Path) -> dict:
     sites = make_sites(shared_data_dir() / "cxr", tmp / "sites", shares=NON_IID, seed=args.seed_sites)
-    splits = site_splits(sites, 0.2, 0)
-    run = {"arch": args.arch, "input-size": args.input_size, "batch-size": 16, "learning-rate": args.lr}
-    out = {"setup": {"arch": args.arch, "server_momentum": args.server_momentum, "server_lr": args.server_lr, "input_size": args.input_size, "rounds": args.rounds,
-                     "epochs_centralised": args.rounds, "local_epochs": 1, "batch_size": 16,
-                     "learning_rate": args.lr,
-                     "sites": {n: {"train": len(tr), "val": len(va),
-                                   "classes": {c: sum(1 for s in tr + va if s.label == i)
-                                               for i, c in enumerate(("Covid", "Normal", "Bacterial", "Viral"))}}
-                               for n, (tr, va) in splits.items()}},
+    epochs = args.rounds * args.local_epochs
+    shared = {"arch": args.arch, "input-size": args.input_size, "batch-size": args.batch_size,
+              "learning-rate": args.lr, "val-fraction": VAL_FRACTION}  # fmt: skip
+    fed_only = {"local-epochs": args.local_epochs, "server-learning-rate": args.server_lr,
+                "server-momentum": args.server_momentum}  # fmt: skip
+    names = ("Covid", "Normal", "Bacterial", "Viral")
+    out = {"setup": {"arch": args.arch, "input_size": args.input_size, "optimizer": "Adam",
+                     "batch_size": args.batch_size, "learning_rate": args.lr, "epochs_budget": epochs,
+                     "epochs_centralised": epochs, "rounds": args.rounds, "local_epochs": args.local_epochs,
+                     "server_lr": args.server_lr, "server_momentum": args.server_momentum,
+                     "evaluate_every": args.evaluate_every, "transfers": args.transfers,
+                     "seed_sites": args.seed_sites, "val_fraction": VAL_FRACTION,
+                     "split": "each seed splits every site's patients with that seed (as the ClientApp does)",
+                     "sites": {n: {c: sum(1 for s in tr + va if s.label == i) for i, c in enumerate(names)}
+                               for n, (tr, va) in site_splits(sites, VAL_FRACTION, 0).items()}},
            "seeds": []}  # fmt: skip
     for seed in args.seeds:
-        r = {**run, "seed": seed}
-        print(f"seed {seed}: centralised…", flush=True)
-        central, c_sec = centralised(r, splits, args.rounds)
-        print(f"  centralised: accuracy {central['accuracy']:.3f} macro-F1 {central['macro_f1']:.3f}", flush=True)
-        row = {"seed": seed, "centralised": summary(central), "centralised_seconds": round(c_sec, 1)}
+        r = {**shared, "seed": seed}
+        splits = site_splits(sites, VAL_FRACTION, seed)
+        check_client_splits(sites, splits, r)
+        print(f"seed {seed}: centralised, {epochs} epochs…", flush=True)
+        central, c_sec = centralised(r, splits, epochs)
+        print(f"  centralised: accuracy {central['accuracy']:.3f} macro-F1 {central['macro_f1']:.3f} "
+              f"({c_sec:.0f} s)", flush=True)  # fmt: skip
+        row = {"seed": seed, "split": {n: {"train": len(tr), "val": len(va)} for n, (tr, va) in splits.items()},
+               "centralised": summary(central), "centralised_seconds": round(c_sec, 1)}  # fmt: skip
         for transfer in args.transfers:
             key = "federated" if transfer == "float32" else f"federated_{transfer}"
-            fed, history, f_sec = federated(r, sites, splits, args.rounds, transfer)
-            row.update({key: summary(fed), f"{key}_seconds": round(f_sec, 1), f"history_{key}": history})
-        if args.server_momentum:
-            key = "federated_fedavgm"
-            fedm = {**r, "server-momentum": args.server_momentum, "server-learning-rate": args.server_lr}
-            fed, history, f_sec = federated(fedm, sites, splits, args.rounds, "float32")
+            fed, history, f_sec = federated({**r, **fed_only}, sites, splits, args.rounds, transfer,
+                                            args.evaluate_every)  # fmt: skip
+            print(f"  {key}: {f_sec:.0f} s", flush=True)
             row.update({key: summary(fed), f"{key}_seconds": round(f_sec, 1), f"history_{key}": history})
         out["seeds"].append(row)
 
@@ -161,9 +195,11 @@ def part_a(args, tmp: Path) -> dict:
         vals = [s[kind][metric] for s in out["seeds"]]
         return round(sum(vals) / len(vals), 4)
 
-    kinds = ["centralised"] + ["federated" if t == "float32" else f"federated_{t}" for t in args.transfers]
-    kinds += ["federated_fedavgm"] if args.server_momentum else []
+    kinds = [k for k in KINDS if k in out["seeds"][0]]
     out["mean"] = {k: {m: mean(k, m) for m in ("accuracy", "macro_f1")} for k in kinds}
+    # Points (x100) by which each federated variant trails centralised training; negative: federated is ahead.
+    out["gap_points"] = {k: {m: round(100 * (out["mean"]["centralised"][m] - out["mean"][k][m]), 2)
+                             for m in ("accuracy", "macro_f1")} for k in kinds[1:]}  # fmt: skip
     return out
 
 
@@ -227,17 +263,25 @@ def deployment(args, tmp: Path, transfer: str) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=("a", "b", "all"), default="all")
     p.add_argument("--arch", default="tiny")
     p.add_argument("--input-size", type=int, default=64)
-    p.add_argument("--rounds", type=int, default=10, help="federated rounds = centralised epochs")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--rounds", type=int, default=10, help="federated rounds (part a)")
+    p.add_argument("--local-epochs", type=int, default=1,
+                   help="epochs per site per round; centralised epochs = rounds x local epochs (the budget)")
+    p.add_argument("--batch-size", type=int, default=16, help="batch size of both settings (part a)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of both settings (part a)")
+    p.add_argument("--server-lr", type=float, default=1.0,
+                   help="federated only: global += server-lr x mean site update (run config server-learning-rate)")
+    p.add_argument("--server-momentum", type=float, default=0.0,
+                   help="federated only: FedAvgM server momentum (run config server-momentum)")
+    p.add_argument("--evaluate-every", type=int, default=1,
+                   help="evaluate the federated global model every N rounds (always after the last)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--seed-sites", type=int, default=0)
-    p.add_argument("--server-momentum", type=float, default=0.0, help="also run FedAvgM with this momentum")
-    p.add_argument("--server-lr", type=float, default=1.0)
-    p.add_argument("--transfers", nargs="*", default=["float32", "float16"], choices=("float32", "float16"))
+    p.add_argument("--transfers", nargs="*", default=["float32", "float16"], choices=("float32", "float16"),
+                   help="federated runs to make: float32 and/or float16 transfers (float16 halves the bytes)")
     p.add_argument("--deploy-rounds", type=int, default=3)
     p.add_argument("--per-class", type=int, default=None, help="patients per class in the deployment part")
     p.add_argument("--json", type=Path)
