@@ -183,7 +183,7 @@ class FederatedRun:
                         "num_rounds": s.num_rounds, "participating_sites": info["num_sites"],
                         "sampled_sites": info["sampled"], "failed_replies": info["failures"],
                         "strategy": s.strategy, "proximal_mu": s.proximal_mu if s.strategy == "fedprox" else None,
-                        "aggregation": "weighted mean by training examples",
+                        "aggregation": "weighted mean by training examples; batch-norm variances of the pooled data",
                         "server_learning_rate": s.server_learning_rate, "server_momentum": s.server_momentum,
                         "min_sites": s.min_sites,
                         "round_timeout": s.round_timeout, "transfer_dtype": s.transfer_dtype,

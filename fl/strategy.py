@@ -1,4 +1,5 @@
-"""FedXray's server strategy: Flower's FedAvg/FedProx with reply checks, float16 upcast and exact pooled metrics.
+"""FedXray's server strategy: Flower's FedAvg/FedProx with reply checks, float16 upcast, exact pooled metrics and
+pooled batch-norm statistics.
 
 Every reply is checked against the privacy contract (fl.privacy) before it is aggregated; a reply outside it
 is dropped and reported. Validation metrics are pooled from the sites' confusion counts (exact: accuracy,
@@ -79,6 +80,29 @@ def _weighted(rows: list[dict], key: str, weights: list[float]) -> float | None:
     pairs = [(float(r[key]), w) for r, w in zip(rows, weights, strict=True) if key in r]
     total = sum(w for _, w in pairs)
     return sum(v * w for v, w in pairs) / total if pairs and total > 0 else None
+
+
+def pool_batchnorm(averaged: ArrayRecord, contents: list, *, weights_key: str) -> ArrayRecord:
+    """Batch-norm moving variances of the sites' data taken together. The example-weighted average is right
+    for the means but not for the variances: the variance of the union is the weighted mean of the sites'
+    variances plus the weighted spread of their means around the pooled mean (left out by plain averaging)."""
+    from flwr.app import Array
+
+    weights = np.array([float(c[METRICS][weights_key]) for c in contents], dtype=np.float64)
+    weights /= weights.sum()
+    out = dict(averaged.items())
+    for key in list(averaged.keys()):
+        if not key.endswith("moving_variance"):
+            continue
+        mean_key = key.removesuffix("moving_variance") + "moving_mean"
+        if mean_key not in averaged:
+            continue
+        pooled_mean = averaged[mean_key].numpy().astype(np.float64)
+        spread = sum(w * (c[ARRAYS][mean_key].numpy().astype(np.float64) - pooled_mean) ** 2
+                     for w, c in zip(weights, contents, strict=True))  # fmt: skip
+        variance = averaged[key].numpy().astype(np.float64) + spread
+        out[key] = Array(np.ascontiguousarray(variance.astype(averaged[key].numpy().dtype)))
+    return ArrayRecord(out)
 
 
 class _FedXrayMixin:
@@ -178,7 +202,8 @@ class _FedXrayMixin:
         if not valid:
             return None, None
         contents = [m.content for m in valid]
-        arrays = self._server_step(aggregate_arrayrecords(contents, self.weighted_by_key))
+        arrays = self._server_step(pool_batchnorm(aggregate_arrayrecords(contents, self.weighted_by_key), contents,
+                                                  weights_key=self.weighted_by_key))  # fmt: skip
         rows = [dict(c[METRICS]) for c in contents]
         weights = [float(r["num-examples"]) for r in rows]
         train = {

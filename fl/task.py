@@ -48,6 +48,7 @@ class RunSettings:
     seed: int = 0
     augment: bool = True
     balance_classes: bool = True
+    recalibrate_bn: bool = True
     min_sites: int = 2
     fraction_train: float = 1.0
     round_timeout: float = 3600.0
@@ -284,13 +285,14 @@ def train_local(
     proximal_mu: float = 0.0,
     server_round: int = 1,
 ) -> dict[str, float]:
-    """Train `model` in place for `local-epochs` on `samples` (FedProx term when proximal_mu > 0).
+    """Train `model` in place for `local-epochs` on `samples` (FedProx term when proximal_mu > 0), then
+    re-estimate its batch-norm statistics on `samples` (`recalibrate-bn`, fl.train.recalibrate_batchnorm).
 
     Returns the last epoch's training loss and accuracy (the loss includes the proximal term).
     """
     import keras
 
-    from fl.train import compile_model, fit_local
+    from fl.train import compile_model, fit_local, recalibrate_batchnorm
 
     keras.utils.set_random_seed(settings.seed + server_round)
     trainee = _proximal_model(model, proximal_mu) if proximal_mu > 0 else model
@@ -300,6 +302,8 @@ def train_local(
         batch_size=settings.batch_size, seed=settings.seed + server_round, augment=settings.augment,
         balance=settings.balance_classes, verbose=0,
     )  # fmt: skip
+    if settings.recalibrate_bn:
+        recalibrate_batchnorm(model, samples, input_size=settings.input_size, scaling=settings.scaling)
     return {"train-loss": float(history["loss"][-1]), "train-accuracy": float(history["accuracy"][-1])}
 
 

@@ -76,6 +76,65 @@ def fit_local(model, samples: Sequence[Sample], *, input_size: int, scaling: str
     return history.history
 
 
+def batchnorm_layers(model) -> list:
+    """Every BatchNormalization layer of `model`, also inside nested models."""
+    import keras
+
+    found, stack = [], list(model.layers)
+    while stack:
+        layer = stack.pop(0)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        stack.extend(getattr(layer, "layers", []) if isinstance(layer, keras.Model) else [])
+    return found
+
+
+def recalibrate_batchnorm(model, samples: Sequence[Sample], *, input_size: int, scaling: str,
+                          batch_size: int = 32) -> int:  # fmt: skip
+    """Set every batch-norm layer's moving mean and variance to the statistics of `samples` (preprocessed as for
+    inference, no augmentation): the mean and variance of each channel over all images and positions, pooled
+    from per-batch statistics. Returns the number of images used (0: nothing changed).
+
+    Why: the moving averages (momentum 0.99) need hundreds of steps to forget where they started. A site's few
+    local steps per federated round leave them close to the incoming global model's, so the global model's
+    inference statistics never settle on the data; re-estimating them after local training (as SWA does after
+    averaging weights) gives each site's true statistics, which the server pools (fl.strategy)."""
+    import tensorflow as tf
+
+    layers = batchnorm_layers(model)
+    if not layers or not samples:
+        return 0
+    ds = make_dataset(samples, input_size=input_size, scaling=scaling, batch_size=batch_size, training=False,
+                      cache=False)  # fmt: skip
+    saved = [layer.momentum for layer in layers]
+    before = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0  # read when traced: after each call the moving statistics are that batch's
+    forward = tf.function(lambda x: model(x, training=True))
+    n, sums = 0, [(0.0, 0.0) for _ in layers]
+    try:
+        for x, _y in ds:
+            b = int(x.shape[0])
+            forward(x)
+            sums = [(s1 + b * layer.moving_mean.numpy().astype(np.float64),
+                     s2 + b * (layer.moving_variance.numpy().astype(np.float64)
+                               + layer.moving_mean.numpy().astype(np.float64) ** 2))
+                    for (s1, s2), layer in zip(sums, layers, strict=True)]  # fmt: skip
+            n += b
+    finally:
+        for layer, momentum in zip(layers, saved, strict=True):
+            layer.momentum = momentum
+    for layer, (s1, s2), (mean0, var0) in zip(layers, sums, before, strict=True):
+        if n == 0:
+            layer.moving_mean.assign(mean0)
+            layer.moving_variance.assign(var0)
+            continue
+        mean = s1 / n
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(np.maximum(s2 / n - mean**2, 0.0).astype(np.float32))
+    return n
+
+
 def train(
     data_dir: str | os.PathLike,
     out_dir: str | os.PathLike,

@@ -125,3 +125,31 @@ def test_a_resumed_run_continues_the_round_numbering():
     # evaluate-every 3 counts the run's rounds: round 5 is skipped, round 6 (the last) is evaluated.
     counts = [len(list(s.configure_evaluate(r, global_arrays(), ConfigRecord(), FakeGrid()))) for r in (1, 2)]
     assert counts == [0, 3]
+
+
+def test_batchnorm_statistics_are_those_of_the_sites_data_taken_together():
+    from flwr.app import ConfigRecord
+
+    # Three sites' activations of one 2-channel batch-norm layer, with different means (different scanners).
+    data = [RNG.normal(loc, scale, size=(n, 2)) for loc, scale, n in ((0.0, 1.0, 40), (3.0, 0.5, 25), (-1.0, 2.0, 10))]
+
+    def record(mean, var, w):
+        return ArrayRecord({"bn/moving_mean": Array(np.asarray(mean, "float32")),
+                            "bn/moving_variance": Array(np.asarray(var, "float32")),
+                            "w": Array(np.full((2, 2), w, "float32"))})  # fmt: skip
+
+    s = FedXrayFedAvg(min_train_nodes=1, min_available_nodes=1)
+    s.configure_train(1, record([0, 0], [1, 1], 0.0), ConfigRecord(), FakeGrid())
+    replies = []
+    for node, d in enumerate(data, start=1):
+        msg = Message(RecordDict(), dst_node_id=node, message_type=MessageType.TRAIN)
+        content = RecordDict({"arrays": record(d.mean(0), d.var(0), float(node)),
+                              "metrics": MetricRecord({"num-examples": len(d)})})  # fmt: skip
+        out = Message(content, reply_to=msg)
+        out.metadata.__dict__["_src_node_id"] = node
+        replies.append(out)
+    arrays, _ = s.aggregate_train(1, replies)
+    everything = np.concatenate(data)
+    assert np.allclose(arrays["bn/moving_mean"].numpy(), everything.mean(0), atol=1e-5)
+    assert np.allclose(arrays["bn/moving_variance"].numpy(), everything.var(0), rtol=1e-5)
+    assert np.allclose(arrays["w"].numpy(), (40 * 1 + 25 * 2 + 10 * 3) / 75)  # weights: the plain weighted mean
