@@ -145,11 +145,18 @@ class NodeSupervisor:
         return cmd
 
     def _spawn(self) -> subprocess.Popen:
-        return subprocess.Popen(
-            self.command(free_port()), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=flower_env(self.folder / "flower"), cwd=self.folder, start_new_session=True, text=True,
-            errors="replace", bufsize=1,
-        )  # fmt: skip
+        command = self.command(free_port())
+        try:
+            return subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                env=flower_env(self.folder / "flower"), cwd=self.folder, start_new_session=True, text=True,
+                errors="replace", bufsize=1,
+            )  # fmt: skip
+        except OSError as exc:
+            raise FederationError(
+                f"Cannot start Flower's SuperNode ({command[0]}: {exc.strerror or exc}). FedXray's installation is "
+                "incomplete: reinstall it (the Flower programs must sit beside the fedxray program)."
+            ) from exc
 
     def run(self) -> int:
         """Run until stop(); returns 0. Raises NotEnrolledError when the SuperLink keeps refusing this node."""

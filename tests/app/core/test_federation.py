@@ -50,6 +50,15 @@ def test_supernode_command_carries_tls_key_and_node_config(tmp_path):
     assert config == {"data-dir": str(tmp_path / "my data"), "status-file": str(tmp_path / "federation-round.json")}
 
 
+def test_a_missing_supernode_program_is_a_clear_error(tmp_path, monkeypatch):
+    # An incomplete installation: the Flower programs that sit beside `fedxray` are gone.
+    settings = NodeSettings(superlink="central:9092", data_dir=tmp_path, insecure=True)
+    sup = NodeSupervisor(settings, folder=tmp_path)
+    monkeypatch.setattr("app.core.federation.sys.executable", str(tmp_path / "no-such-dir" / "python"))
+    with pytest.raises(FederationError, match="Cannot start Flower's SuperNode .*reinstall"):
+        sup.run()
+
+
 def test_data_without_two_patients_is_refused_clearly(tmp_path):
     with pytest.raises(FederationError, match="does not exist"):
         check_data_dir(tmp_path / "missing")
