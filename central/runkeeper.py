@@ -40,6 +40,7 @@ from central.db.models import ModelVersion, Run
 from central.flower_cli import app_config, default_app_dir, launch_run
 from central.home import CentralHome
 from central.superlink import RunState, SuperLinkControl, SuperLinkError
+from fl.metrics import selection_score
 from fl.modelfile import sha256_file
 
 log = logging.getLogger("central.runkeeper")
@@ -89,12 +90,9 @@ def saved_versions(session: Session, run: Run) -> list[ModelVersion]:
 
 
 def score(card: dict) -> tuple | None:
-    """The ServerApp's rule for "best": (macro F1, -loss) on the server test set, else on pooled validation."""
+    """The ServerApp's rule for "best" (fl.metrics.selection_score) applied to a stored model card."""
     metrics = card.get("metrics") or {}
-    m = metrics.get("test") or metrics.get("validation")
-    if not m or m.get("macro_f1") is None or m.get("loss") is None:
-        return None
-    return (m["macro_f1"], -m["loss"])
+    return selection_score(metrics.get("test"), metrics.get("validation"))
 
 
 def state_of(flower: dict[int, RunState], run: Run) -> str | None:
@@ -202,7 +200,8 @@ class RunKeeper:
             return None
         try:
             last = self._materialize(run, versions[-1]) if versions else None
-            best_row = max((v for v in versions if score(v.card)), key=lambda v: score(v.card), default=None)
+            scored = [(s, v) for v in versions if (s := score(v.card)) is not None]
+            best_row = max(scored, key=lambda pair: pair[0])[1] if scored else None
             best = self._materialize(run, best_row) if best_row is not None else None
         except OSError as exc:  # disk full, unreadable store: try again at the next check
             log.error("Run %d: cannot prepare the saved version to resume from: %s", run.id, exc)

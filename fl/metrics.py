@@ -154,3 +154,12 @@ def flat_metrics(m: dict) -> dict[str, float]:
         for j, count in enumerate(row):
             flat[f"confusion/{names[i]}/{names[j]}"] = int(count)
     return flat
+
+
+def selection_score(test: dict | None, validation: dict | None) -> tuple[float, float] | None:
+    """How federated runs rank their model versions ("best"): (macro-F1, -loss) on the server-side test set if
+    there is one, else on the pooled validation; higher is better. None when neither has both figures."""
+    m = test or validation
+    if not m or m.get("macro_f1") is None or m.get("loss") is None:
+        return None
+    return (float(m["macro_f1"]), -float(m["loss"]))

@@ -93,6 +93,7 @@ class FederatedRun:
             self._restore_best(settings.best_model)
 
     def _restore_best(self, model_dir: str) -> None:
+        from fl.metrics import selection_score
         from fl.modelfile import ModelFileError, read_card
 
         try:
@@ -100,9 +101,9 @@ class FederatedRun:
         except ModelFileError as exc:
             log.warning("Cannot read the best version so far (%s); the best is chosen among new rounds", exc)
             return
-        m = card.metrics.get("test") or card.metrics.get("validation")
-        if m and m.get("macro_f1") is not None:
-            self.best, self.best_version = (m["macro_f1"], -m["loss"]), card.version
+        score = selection_score(card.metrics.get("test"), card.metrics.get("validation"))
+        if score is not None:
+            self.best, self.best_version = score, card.version
 
     def _initial_model(self):
         s = self.settings
@@ -130,11 +131,10 @@ class FederatedRun:
         return compute_metrics(*predict_dataset(self.model, self._test_ds))
 
     def _score(self, server_round: int, server_metrics: dict | None) -> tuple | None:
-        """(macro F1, -loss) on the server test set, else on the sites' pooled validation; None if neither."""
-        m = server_metrics or self.inner.rounds.get(server_round, {}).get("evaluate")
-        if not m or m.get("macro_f1") is None:
-            return None
-        return (m["macro_f1"], -m["loss"])
+        """fl.metrics.selection_score of this round's server test or pooled validation metrics."""
+        from fl.metrics import selection_score
+
+        return selection_score(server_metrics, self.inner.rounds.get(server_round, {}).get("evaluate"))
 
     def evaluate_fn(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """Called by Strategy.start before round 1 (round 0) and after every round with the global model."""

@@ -116,10 +116,10 @@ def recalibrate_batchnorm(model, samples: Sequence[Sample], *, input_size: int, 
         for x, _y in ds:
             b = int(x.shape[0])
             forward(x)
-            sums = [(s1 + b * layer.moving_mean.numpy().astype(np.float64),
-                     s2 + b * (layer.moving_variance.numpy().astype(np.float64)
-                               + layer.moving_mean.numpy().astype(np.float64) ** 2))
-                    for (s1, s2), layer in zip(sums, layers, strict=True)]  # fmt: skip
+            batch_stats = [(layer.moving_mean.numpy().astype(np.float64),
+                            layer.moving_variance.numpy().astype(np.float64)) for layer in layers]  # fmt: skip
+            sums = [(s1 + b * mean, s2 + b * (var + mean**2))
+                    for (s1, s2), (mean, var) in zip(sums, batch_stats, strict=True)]  # fmt: skip
             n += b
     finally:
         for layer, momentum in zip(layers, saved, strict=True):

@@ -19,6 +19,7 @@ from central.crud import audit
 from central.crud import models as crud
 from central.crud import runs as runs_crud
 from central.schemas import ModelVersionCreate, ModelVersionPublic, ModelVersionUpdate, ReleasePublic
+from fl.modelfile import sha256_file
 
 log = logging.getLogger("central.api")
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
@@ -30,19 +31,6 @@ def _get(session, version: str):
     if row is None:
         raise HTTPException(404, detail=f"No model version {version!r}.")
     return row
-
-
-def model_file(models_dir: FsPath, model_id: int) -> FsPath:
-    """Where a version's file lives (CentralHome.model_file)."""
-    return models_dir / f"{int(model_id):08d}.bin"
-
-
-def _sha256(path: FsPath) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _release_public(row) -> ReleasePublic:
@@ -116,7 +104,7 @@ async def upload_file(
         if row.released_at is not None:
             raise HTTPException(409, detail=f"Model version {version!r} is released; its file cannot change.")
         model_id = row.id
-    target = model_file(ctx.home.models_dir, model_id)
+    target = ctx.home.model_file(model_id)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=ctx.home.models_dir)
     tmp = FsPath(tmp_name)
     digest, size = hashlib.sha256(), 0
@@ -145,7 +133,7 @@ async def upload_file(
 def download_file(principal: ReaderDep, ctx: ContextDep, session: SessionDep, version: str = VersionPath):
     """Download a version's file (check it against the released manifest's SHA-256)."""
     row = _get(session, version)
-    path = model_file(ctx.home.models_dir, row.id)
+    path = ctx.home.model_file(row.id)
     if row.file_sha256 is None or not path.exists():
         raise HTTPException(404, detail=f"Model version {version!r} has no file yet.")
     return FileResponse(path, media_type="application/octet-stream", filename=f"fedxray-model-{row.version}.bin",
@@ -160,8 +148,8 @@ def release(principal: AdminDep, ctx: ContextDep, session: SessionDep, version: 
     problem = crud.release_problem(row)
     if problem is not None:
         raise HTTPException(409, detail=f"Model version {version!r} cannot be released: {problem}.")
-    path = model_file(ctx.home.models_dir, row.id)
-    if not path.is_file() or _sha256(path) != row.file_sha256:
+    path = ctx.home.model_file(row.id)
+    if not path.is_file() or sha256_file(path) != row.file_sha256:
         log.error("model %s: stored file %s is missing or no longer matches its upload", version, path)
         raise HTTPException(409, detail=f"Model version {version!r} cannot be released: its stored file is missing "
                                         "or no longer matches the SHA-256 recorded at upload; upload its file "
