@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
@@ -42,6 +43,23 @@ from fl.task import (
 )
 
 log = logging.getLogger("fedxray.clientapp")
+
+
+def _log_like_flower() -> None:
+    """FedXray's log lines in the ClientApp process go where Flower's go (the SuperNode's console and log)."""
+    from flwr.supercore.logger import FLOWER_LOGGER
+
+    fedxray = logging.getLogger("fedxray")
+    if not fedxray.handlers:
+        fedxray.setLevel(logging.INFO)
+        for handler in FLOWER_LOGGER.handlers:
+            fedxray.addHandler(handler)
+
+
+_log_like_flower()
+
+# Context.state key of the site's optimiser state between rounds (run setting "keep-optimizer-state").
+OPTIMIZER_STATE = "fedxray.optimizer-state"
 
 
 class SiteStatus:
@@ -135,6 +153,20 @@ def dp_clipping_mod(msg: Message, context: Context, call_next) -> Message:
     return call_next(msg, context)
 
 
+def load_optimizer_state(context: Context) -> dict:
+    """The optimiser state this site kept from its previous round of the run ({} in its first round)."""
+    kept = context.state.get(OPTIMIZER_STATE)
+    return {k: a.numpy() for k, a in kept.items()} if kept is not None else {}
+
+
+def save_optimizer_state(context: Context, state: dict) -> None:
+    """Keep the optimiser state for the site's next round. Context.state stays on this SuperNode (it is never
+    part of a reply); it lasts for the run and is dropped with it."""
+    from flwr.app import Array, ArrayRecord
+
+    context.state[OPTIMIZER_STATE] = ArrayRecord({k: Array(np.array(v, order="C")) for k, v in state.items()})
+
+
 app = ClientApp(mods=[privacy_guard_mod])
 
 
@@ -156,12 +188,17 @@ def train(msg: Message, context: Context) -> Message:
     status.update(phase="evaluating", device=device, train_examples=len(data.train), val_examples=len(data.val))
     t0 = time.perf_counter()
     before = evaluate_local(model, data.val, settings)
-    status.update(phase="training", validation=_summary(before))
+    kept = load_optimizer_state(context) if settings.keep_optimizer_state else None
+    optimiser = "continued from the previous round" if kept else "new"  # before training refills `kept`
+    status.update(phase="training", validation=_summary(before), optimizer=optimiser)
     t1 = time.perf_counter()
-    fit = train_local(model, data.train, settings, proximal_mu=mu, server_round=server_round)
+    fit = train_local(model, data.train, settings, proximal_mu=mu, server_round=server_round, optimizer_state=kept)
     seconds = time.perf_counter() - t1
-    log.info("Round %d: trained %d images for %d epoch(s) in %.1f s (validation before: accuracy %.3f)",
-             server_round, len(data.train), settings.local_epochs, seconds, before["accuracy"])  # fmt: skip
+    if kept is not None:
+        save_optimizer_state(context, kept)
+    log.info("Round %d: trained %d images for %d epoch(s) in %.1f s (validation before: accuracy %.3f; "
+             "optimiser state %s)", server_round, len(data.train), settings.local_epochs, seconds, before["accuracy"],
+             optimiser)  # fmt: skip
 
     metrics = {"num-examples": len(data.train), **fit, "train-seconds": seconds,
                "eval-seconds": t1 - t0, **validation_metrics(before)}  # fmt: skip

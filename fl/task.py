@@ -21,6 +21,7 @@ log = logging.getLogger("fedxray.flower")
 TRANSFER_DTYPES = ("float32", "float16")
 STRATEGIES = ("fedavg", "fedprox")
 DP_MODES = ("off", "client", "server")
+LR_SCHEDULES = ("cosine", "constant")
 # Dataclass field -> run-config key where the key is not simply the field name in kebab-case.
 _KEY_OVERRIDES = {"num_rounds": "num-server-rounds"}
 
@@ -42,6 +43,7 @@ class RunSettings:
     local_epochs: int = 1
     batch_size: int = 8
     learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
     arch: str = "se_resnet50v2"
     input_size: int = 224
     val_fraction: float = 0.2
@@ -49,6 +51,7 @@ class RunSettings:
     augment: bool = True
     balance_classes: bool = True
     recalibrate_bn: bool = True
+    keep_optimizer_state: bool = True
     min_sites: int = 2
     fraction_train: float = 1.0
     round_timeout: float = 3600.0
@@ -133,6 +136,8 @@ class RunSettings:
             raise bad("val_fraction", "must lie between 0 and 1")
         if self.learning_rate <= 0 or self.round_timeout <= 0:
             raise bad("learning_rate" if self.learning_rate <= 0 else "round_timeout", "must be positive")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
         if self.strategy not in STRATEGIES:
             raise bad("strategy", f"must be one of {', '.join(STRATEGIES)}")
         if self.proximal_mu < 0:
@@ -284,24 +289,50 @@ def train_local(
     *,
     proximal_mu: float = 0.0,
     server_round: int = 1,
+    optimizer_state: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Train `model` in place for `local-epochs` on `samples` (FedProx term when proximal_mu > 0), then
     re-estimate its batch-norm statistics on `samples` (`recalibrate-bn`, fl.train.recalibrate_batchnorm).
+
+    `optimizer_state` (a dict, updated in place): the site's optimiser state from its previous round, if any,
+    is loaded before training (Adam continues with its moments and step count instead of restarting cold every
+    round, as centralised training does across epochs) and replaced by the state after training. It belongs
+    to the site and never leaves it (the ClientApp keeps it in Context.state).
 
     Returns the last epoch's training loss and accuracy (the loss includes the proximal term).
     """
     import keras
 
-    from fl.train import compile_model, fit_local, recalibrate_batchnorm
+    from fl.train import (
+        compile_model,
+        cosine_over_rounds,
+        fit_local,
+        get_optimizer_state,
+        recalibrate_batchnorm,
+        set_optimizer_state,
+    )
 
     keras.utils.set_random_seed(settings.seed + server_round)
     trainee = _proximal_model(model, proximal_mu) if proximal_mu > 0 else model
-    compile_model(trainee, settings.learning_rate)
+    rate = settings.learning_rate
+    if settings.lr_schedule == "cosine":
+        round_steps = -(-len(samples) // settings.batch_size) * settings.local_epochs
+        rate = cosine_over_rounds(settings.learning_rate, round_index=max(server_round - 1, 0),
+                                  rounds=settings.num_rounds, round_steps=round_steps)  # fmt: skip
+    compile_model(trainee, rate)
+    if optimizer_state and not set_optimizer_state(trainee.optimizer, trainee.trainable_variables,
+                                                   optimizer_state):  # fmt: skip
+        log.warning("The kept optimiser state does not fit this network: training starts it afresh")
+    if settings.lr_schedule == "cosine":
+        rate.start = int(trainee.optimizer.iterations.numpy())
     history = fit_local(
         trainee, samples, input_size=settings.input_size, scaling=settings.scaling, epochs=settings.local_epochs,
         batch_size=settings.batch_size, seed=settings.seed + server_round, augment=settings.augment,
         balance=settings.balance_classes, verbose=0,
     )  # fmt: skip
+    if optimizer_state is not None:
+        optimizer_state.clear()
+        optimizer_state.update(get_optimizer_state(trainee.optimizer))
     if settings.recalibrate_bn:
         recalibrate_batchnorm(model, samples, input_size=settings.input_size, scaling=settings.scaling)
     return {"train-loss": float(history["loss"][-1]), "train-accuracy": float(history["accuracy"][-1])}

@@ -89,6 +89,55 @@ def batchnorm_layers(model) -> list:
     return found
 
 
+def cosine_over_rounds(learning_rate: float, *, round_index: int, rounds: int, round_steps: int,
+                       alpha: float = 0.05):  # fmt: skip
+    """The learning rate of a federated run as one cosine decay over all its rounds' steps (from
+    `learning_rate` down to alpha x learning_rate, as `train` decays over its epochs), for the steps of round
+    `round_index` (0-based; each round `round_steps` optimiser steps). Set `.start` to the optimiser's step
+    count when the round's training begins (a kept optimiser state carries its count from earlier rounds)."""
+    import math
+
+    import keras
+    from keras import ops
+
+    total = float(max(1, rounds) * max(1, round_steps))
+    done_before = float(round_index * max(1, round_steps))
+
+    class CosineOverRounds(keras.optimizers.schedules.LearningRateSchedule):
+        start = 0
+
+        def __call__(self, step):
+            done = ops.cast(step, "float32") - float(self.start) + done_before
+            progress = ops.clip(done / total, 0.0, 1.0)
+            return learning_rate * (alpha + (1.0 - alpha) * 0.5 * (1.0 + ops.cos(math.pi * progress)))
+
+        def get_config(self):
+            return {"learning_rate": learning_rate, "round_index": round_index, "rounds": rounds,
+                    "round_steps": round_steps, "alpha": alpha}  # fmt: skip
+
+    return CosineOverRounds()
+
+
+def get_optimizer_state(optimizer) -> dict[str, np.ndarray]:
+    """The optimiser's own variables (Adam: step count, first and second moments) in order, keyed "0000",
+    "0001", …; the learning rate is left out (it is a setting, not state). Keras names an optimiser's variables
+    after the instance ("adam", "adam_1", …), so the position is the stable key for the same network."""
+    return {f"{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)
+            if not v.path.endswith("/learning_rate")}  # fmt: skip
+
+
+def set_optimizer_state(optimizer, variables, state: dict[str, np.ndarray]) -> bool:
+    """Build `optimizer` for `variables` and load `state` (from get_optimizer_state of the same network and
+    optimiser). Returns False, changing nothing, when the state does not fit (another network or optimiser)."""
+    optimizer.build(variables)
+    own = {f"{i:04d}": v for i, v in enumerate(optimizer.variables) if not v.path.endswith("/learning_rate")}
+    if set(own) != set(state) or any(tuple(v.shape) != tuple(np.shape(state[k])) for k, v in own.items()):
+        return False
+    for k, v in own.items():
+        v.assign(state[k])
+    return True
+
+
 def recalibrate_batchnorm(model, samples: Sequence[Sample], *, input_size: int, scaling: str,
                           batch_size: int = 32) -> int:  # fmt: skip
     """Set every batch-norm layer's moving mean and variance to the statistics of `samples` (preprocessed as for

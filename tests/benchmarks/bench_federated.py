@@ -88,7 +88,9 @@ def centralised(run: dict, splits, epochs: int) -> tuple[dict, float]:
     """Pooled training patients, `epochs` epochs in one run, evaluated on the pooled validation patients."""
     from fl.task import RunSettings, evaluate_local, new_model, train_local
 
-    settings = RunSettings.from_config({**run, "local-epochs": epochs})
+    # One "round" of all the epochs: the learning-rate schedule spans the whole budget, as it spans all the
+    # rounds of the federated run.
+    settings = RunSettings.from_config({**run, "local-epochs": epochs, "num-server-rounds": 1})
     train = [s for tr, _ in splits.values() for s in tr]
     val = [s for _, va in splits.values() for s in va]
     model = new_model(settings)
@@ -135,13 +137,14 @@ def federated(run: dict, sites: dict[str, Path], splits, rounds: int, transfer: 
     grid = InProcessGrid(sites)
     val = [s for _, va in splits.values() for s in va]
     history, t0 = [], time.perf_counter()
+    # One context per site for the whole run, as its SuperNode keeps it (Context.state: the optimiser state).
+    contexts = {node: Context(run_id=1, node_id=node, node_config={"data-dir": str(folder)}, state=RecordDict(),
+                              run_config=run) for node, folder in grid.nodes.items()}  # fmt: skip
     for rnd in range(1, rounds + 1):
         replies = []
         for msg in strategy.configure_train(rnd, arrays, ConfigRecord(), grid):
             node = msg.metadata.dst_node_id
-            ctx = Context(run_id=1, node_id=node, node_config={"data-dir": str(grid.nodes[node])},
-                          state=RecordDict(), run_config=run)  # fmt: skip
-            reply = app(msg, ctx)
+            reply = app(msg, contexts[node])
             if reply.has_error():
                 raise RuntimeError(f"{grid.nodes[node]}: {reply.error.reason}")
             reply.metadata.__dict__["_src_node_id"] = node
@@ -167,8 +170,11 @@ def part_a(args, tmp: Path) -> dict:
     epochs = args.rounds * args.local_epochs
     shared = {"arch": args.arch, "input-size": args.input_size, "batch-size": args.batch_size,
               "learning-rate": args.lr, "val-fraction": VAL_FRACTION,
-              "recalibrate-bn": not args.no_recalibrate_bn}  # fmt: skip
+              "recalibrate-bn": not args.no_recalibrate_bn, "lr-schedule": args.lr_schedule,
+              "balance-classes": not args.no_balance,
+              "num-server-rounds": args.rounds}  # fmt: skip
     fed_only = {"local-epochs": args.local_epochs, "server-learning-rate": args.server_lr,
+                "keep-optimizer-state": not args.no_keep_optimizer_state,
                 "server-momentum": args.server_momentum}  # fmt: skip
     names = ("Covid", "Normal", "Bacterial", "Viral")
     out = {"setup": {"arch": args.arch, "input_size": args.input_size, "optimizer": "Adam",
@@ -176,7 +182,9 @@ def part_a(args, tmp: Path) -> dict:
                      "epochs_centralised": epochs, "rounds": args.rounds, "local_epochs": args.local_epochs,
                      "server_lr": args.server_lr, "server_momentum": args.server_momentum,
                      "evaluate_every": args.evaluate_every, "transfers": args.transfers,
-                     "recalibrate_bn": not args.no_recalibrate_bn,
+                     "recalibrate_bn": not args.no_recalibrate_bn, "lr_schedule": args.lr_schedule,
+                     "keep_optimizer_state": not args.no_keep_optimizer_state,
+                     "balance_classes": not args.no_balance,
                      "seed_sites": args.seed_sites, "val_fraction": VAL_FRACTION,
                      "split": "each seed splits every site's patients with that seed (as the ClientApp does)",
                      "sites": {n: {c: sum(1 for s in tr + va if s.label == i) for i, c in enumerate(names)}
@@ -284,6 +292,12 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of both settings (part a)")
     p.add_argument("--no-recalibrate-bn", action="store_true",
                    help="train without re-estimating batch-norm statistics after local training (both settings)")
+    p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                   help="both settings: one cosine decay over the whole budget (run config lr-schedule) or constant")
+    p.add_argument("--no-balance", action="store_true",
+                   help="both settings: no class weights (run config balance-classes = false)")
+    p.add_argument("--no-keep-optimizer-state", action="store_true",
+                   help="federated only: sites restart Adam every round instead of keeping its state")
     p.add_argument("--server-lr", type=float, default=1.0,
                    help="federated only: global += server-lr x mean site update "
                    "(run config server-learning-rate)")

@@ -42,12 +42,15 @@ def global_arrays():
     return model_arrays(new_model(RunSettings.from_config(RUN)))
 
 
-def call(kind, arrays, *, node_config, run=None, config=None):
+def call(kind, arrays, *, node_config, run=None, config=None, context=None):
+    """One message through the app; `context` stands for the SuperNode's context of the run (kept across rounds
+    as the SuperNode keeps it), a fresh one by default."""
     from fl.client_app import app
 
     content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": 1, **(config or {})})})
     msg = Message(content, dst_node_id=99, message_type=kind)
-    context = Context(run_id=1, node_id=99, node_config=node_config, state=RecordDict(), run_config={**RUN, **(run or {})})
+    context = context or Context(run_id=1, node_id=99, node_config=node_config, state=RecordDict(),
+                                 run_config={**RUN, **(run or {})})  # fmt: skip
     return app(msg, context)
 
 
@@ -153,3 +156,37 @@ def test_the_guard_stops_a_reply_outside_the_contract_whoever_made_it(global_arr
     reply = privacy_guard_mod(msg, context, leaky)
     assert reply.has_error() and "privacy guard refused" in reply.error.reason
     assert "patient" not in reply.error.reason
+
+
+def test_the_site_keeps_its_optimiser_state_between_rounds_and_never_sends_it(site, global_arrays):
+    from fl.client_app import OPTIMIZER_STATE
+    from fl.task import RunSettings, new_model
+
+    def context(run=None):
+        return Context(run_id=1, node_id=99, node_config={"data-dir": str(site)}, state=RecordDict(),
+                       run_config={**RUN, **(run or {})})  # fmt: skip
+
+    ctx = context()
+    first = call(MessageType.TRAIN, global_arrays, node_config={}, context=ctx)
+    kept = ctx.state[OPTIMIZER_STATE]
+    # Adam's state of this network: a step count and two moments per trainable variable (counted here).
+    trainable = new_model(RunSettings.from_config(RUN)).trainable_variables
+    shapes = sorted([()] + [tuple(v.shape) for v in trainable] * 2)
+    assert sorted(tuple(a.shape) for a in kept.values()) == shapes
+    steps = [int(a.numpy()) for a in kept.values() if a.numpy().dtype.kind == "i"]
+    assert len(steps) == 1 and steps[0] > 0
+
+    second = call(MessageType.TRAIN, first.content["arrays"], node_config={}, config={"server-round": 2}, context=ctx)
+    again = [int(a.numpy()) for a in ctx.state[OPTIMIZER_STATE].values() if a.numpy().dtype.kind == "i"]
+    assert again == [2 * steps[0]]  # continued, not restarted
+    # Continuing changes the training: the same round from a cold optimiser ends elsewhere.
+    cold = call(MessageType.TRAIN, first.content["arrays"], node_config={}, config={"server-round": 2}, context=context())
+    assert distance(second.content["arrays"], cold.content["arrays"]) > 0
+    # The state stays at the site: the replies carry the model's arrays and the metrics, nothing else.
+    for reply in (first, second):
+        assert set(reply.content.keys()) == {"arrays", "metrics"}
+        assert list(reply.content["arrays"].keys()) == list(global_arrays.keys())
+
+    off = context({"keep-optimizer-state": False})
+    call(MessageType.TRAIN, global_arrays, node_config={}, context=off)
+    assert OPTIMIZER_STATE not in off.state

@@ -186,6 +186,12 @@ def test_federated_run_records_every_round_and_survives_a_killed_site(federation
     lost = [r for r in replies if r["verdict"] == "error"]
     assert lost and all(r["round"] == 2 and r["phase"] == "train" for r in lost)
 
+    # --- the SuperNode kept the site's optimiser state (Context.state) from round 1 to round 2, where it fitted
+    log = procs.log("site-a")
+    assert "Round 1: trained" in log and "optimiser state new)" in log
+    assert "Round 2: trained" in log and "optimiser state continued from the previous round)" in log
+    assert "does not fit this network" not in log
+
 
 def test_client_side_differential_privacy_is_applied_and_recorded(federation):
     f = federation

@@ -34,3 +34,10 @@ def test_fraction_train_must_be_a_fraction(value):
     with pytest.raises(SettingsError, match="'fraction-train'"):
         RunSettings.from_config({"fraction-train": value})
     assert RunSettings.from_config({"fraction-train": 0.5}).fraction_train == 0.5
+
+
+def test_the_learning_rate_schedule_must_be_known():
+    assert RunSettings.from_config({}).lr_schedule == "cosine"
+    assert RunSettings.from_config({"lr-schedule": "constant"}).lr_schedule == "constant"
+    with pytest.raises(SettingsError, match="'lr-schedule'"):
+        RunSettings.from_config({"lr-schedule": "linear"})

@@ -49,3 +49,68 @@ def test_no_images_change_nothing():
     assert recalibrate_batchnorm(model, [], input_size=64, scaling="tf") == 0
     assert all(np.array_equal(b, layer.moving_variance.numpy())
                for b, layer in zip(before, batchnorm_layers(model), strict=True))  # fmt: skip
+
+
+def _trained_tiny(samples, steps_seed=0):
+    """A tiny network compiled with FedXray's optimiser and trained one epoch on `samples` (batch 4)."""
+    import keras
+
+    from fl.model import build_model, get_architecture
+    from fl.train import compile_model, fit_local
+
+    keras.utils.set_random_seed(steps_seed)
+    model = compile_model(build_model("tiny", input_size=32), 1e-3)
+    fit_local(model, samples, input_size=32, scaling=get_architecture("tiny").scaling, epochs=1, batch_size=4,
+              augment=False, verbose=0)  # fmt: skip
+    return model
+
+
+def test_optimizer_state_round_trips_into_a_new_optimizer(samples):
+    from fl.model import build_model
+    from fl.train import compile_model, get_optimizer_state, set_optimizer_state
+
+    trained = _trained_tiny(samples)
+    state = get_optimizer_state(trained.optimizer)
+    own = [v for v in trained.optimizer.variables if not v.path.endswith("/learning_rate")]
+    assert len(state) == len(own) == 1 + 2 * len(trained.trainable_variables)  # steps + Adam's two moments
+    steps = next(v for v in own if v.path.endswith("/iteration"))
+    assert int(steps.numpy()) >= -(-len(samples) // 4)  # 12 images, batch 4: 3 batches (Keras may count one
+    # more step for a dataset of unknown length, at the end of the epoch)
+
+    fresh = compile_model(build_model("tiny", input_size=32), 1e-3)
+    assert set_optimizer_state(fresh.optimizer, fresh.trainable_variables, state)
+    mine = [v for v in fresh.optimizer.variables if not v.path.endswith("/learning_rate")]
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(own, mine, strict=True))
+    assert float(fresh.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)  # a setting, not state
+
+
+def test_optimizer_state_of_another_network_is_refused_and_changes_nothing(samples):
+    from fl.model import build_model
+    from fl.train import compile_model, get_optimizer_state, set_optimizer_state
+
+    state = get_optimizer_state(_trained_tiny(samples).optimizer)
+    state = {k: np.zeros((np.size(v) + 1,), np.float32) if np.ndim(v) else v for k, v in state.items()}
+    other = compile_model(build_model("tiny", input_size=32), 1e-3)
+    assert not set_optimizer_state(other.optimizer, other.trainable_variables, state)
+    assert all(not np.any(v.numpy()) for v in other.optimizer.variables if not v.path.endswith("/learning_rate"))
+
+
+def test_the_federated_learning_rate_is_one_cosine_over_all_rounds():
+    import math
+
+    from fl.train import cosine_over_rounds
+
+    rounds, steps, lr, alpha = 4, 10, 1e-3, 0.05
+
+    def expected(done):  # written out: cosine from lr to alpha x lr over rounds x steps optimiser steps
+        p = min(done / (rounds * steps), 1.0)
+        return lr * (alpha + (1 - alpha) * 0.5 * (1 + math.cos(math.pi * p)))
+
+    for r in range(rounds):
+        schedule = cosine_over_rounds(lr, round_index=r, rounds=rounds, round_steps=steps)
+        schedule.start = 37 * r  # the step count a kept optimiser state brings along
+        for k in (0, 3, steps):
+            assert float(schedule(schedule.start + k)) == pytest.approx(expected(r * steps + k), rel=1e-5)
+    assert expected(0) == lr and expected(rounds * steps) == pytest.approx(alpha * lr)
+    last = cosine_over_rounds(lr, round_index=rounds - 1, rounds=rounds, round_steps=steps)
+    assert float(last(steps + 5)) == pytest.approx(alpha * lr, rel=1e-5)  # steps beyond the budget stay at the end
