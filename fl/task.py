@@ -57,7 +57,7 @@ class RunSettings:
     round_timeout: float = 3600.0
     strategy: str = "fedavg"
     proximal_mu: float = 0.0
-    server_learning_rate: float = 1.0
+    server_learning_rate: float = 2.0
     server_momentum: float = 0.0
     transfer_dtype: str = "float32"
     dp: str = "off"

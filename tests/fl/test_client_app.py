@@ -190,3 +190,27 @@ def test_the_site_keeps_its_optimiser_state_between_rounds_and_never_sends_it(si
     off = context({"keep-optimizer-state": False})
     call(MessageType.TRAIN, global_arrays, node_config={}, context=off)
     assert OPTIMIZER_STATE not in off.state
+
+
+def test_the_full_networks_optimiser_state_survives_the_supernodes_context_transfer():
+    """The SuperNode passes Context.state to each ClientApp process and takes it back as a protobuf message
+    (flwr.common.serde, what Flower's runtime calls): SE-ResNet50V2's Adam state must come through whole."""
+    from flwr.common.serde import context_from_proto, context_to_proto
+
+    from fl.client_app import OPTIMIZER_STATE, load_optimizer_state, save_optimizer_state
+    from fl.model import build_model
+    from fl.train import compile_model, get_optimizer_state
+
+    model = compile_model(build_model("se_resnet50v2", input_size=224), 1e-3)
+    model.optimizer.build(model.trainable_variables)
+    state = get_optimizer_state(model.optimizer)
+    rng = np.random.default_rng(0)
+    state = {k: rng.standard_normal(np.shape(v)).astype(v.dtype) if np.ndim(v) else np.asarray(v + 117)
+             for k, v in state.items()}  # fmt: skip
+    ctx = Context(run_id=1, node_id=99, node_config={}, state=RecordDict(), run_config={})
+    save_optimizer_state(ctx, state)
+    size = sum(len(a.data) for a in ctx.state[OPTIMIZER_STATE].values())
+    assert size > 150e6  # two moments of about 24 million trainable weights: the SuperNode holds this per run
+    back = load_optimizer_state(context_from_proto(context_to_proto(ctx)))
+    assert back.keys() == state.keys()
+    assert all(back[k].shape == state[k].shape and np.array_equal(back[k], state[k]) for k in state)
