@@ -314,17 +314,17 @@ def train_local(
 
     keras.utils.set_random_seed(settings.seed + server_round)
     trainee = _proximal_model(model, proximal_mu) if proximal_mu > 0 else model
-    rate = settings.learning_rate
+    schedule = None
     if settings.lr_schedule == "cosine":
         round_steps = -(-len(samples) // settings.batch_size) * settings.local_epochs
-        rate = cosine_over_rounds(settings.learning_rate, round_index=max(server_round - 1, 0),
-                                  rounds=settings.num_rounds, round_steps=round_steps)  # fmt: skip
-    compile_model(trainee, rate)
+        schedule = cosine_over_rounds(settings.learning_rate, round_index=max(server_round - 1, 0),
+                                      rounds=settings.num_rounds, round_steps=round_steps)  # fmt: skip
+    compile_model(trainee, schedule or settings.learning_rate)
     if optimizer_state and not set_optimizer_state(trainee.optimizer, trainee.trainable_variables,
                                                    optimizer_state):  # fmt: skip
         log.warning("The kept optimiser state does not fit this network: training starts it afresh")
-    if settings.lr_schedule == "cosine":
-        rate.start = int(trainee.optimizer.iterations.numpy())
+    if schedule is not None:
+        schedule.start = int(trainee.optimizer.iterations.numpy())
     history = fit_local(
         trainee, samples, input_size=settings.input_size, scaling=settings.scaling, epochs=settings.local_epochs,
         batch_size=settings.batch_size, seed=settings.seed + server_round, augment=settings.augment,

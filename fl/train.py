@@ -16,6 +16,9 @@ from fl.metrics import compute_metrics
 from fl.model import build_model, get_architecture
 from fl.modelfile import ModelCard, save_model
 
+# Cosine learning-rate decays end at this fraction of the initial rate (`train` and federated runs alike).
+COSINE_ALPHA = 0.05
+
 
 @dataclass
 class TrainConfig:
@@ -89,12 +92,14 @@ def batchnorm_layers(model) -> list:
     return found
 
 
-def cosine_over_rounds(learning_rate: float, *, round_index: int, rounds: int, round_steps: int,
-                       alpha: float = 0.05):  # fmt: skip
+def cosine_over_rounds(learning_rate: float, *, round_index: int, rounds: int, round_steps: int):
     """The learning rate of a federated run as one cosine decay over all its rounds' steps (from
-    `learning_rate` down to alpha x learning_rate, as `train` decays over its epochs), for the steps of round
-    `round_index` (0-based; each round `round_steps` optimiser steps). Set `.start` to the optimiser's step
-    count when the round's training begins (a kept optimiser state carries its count from earlier rounds)."""
+    `learning_rate` down to COSINE_ALPHA x learning_rate, as `train` decays over its epochs), for the steps of
+    round `round_index` (0-based; each round `round_steps` optimiser steps). Set `.start` to the optimiser's step
+    count when the round's training begins (a kept optimiser state carries its count from earlier rounds).
+
+    Keras's CosineDecay has the same curve but rounds differently; this formula is kept because the benchmark
+    figures in README.md were measured with it (a last-bit change moves a whole training run)."""
     import math
 
     import keras
@@ -109,28 +114,32 @@ def cosine_over_rounds(learning_rate: float, *, round_index: int, rounds: int, r
         def __call__(self, step):
             done = ops.cast(step, "float32") - float(self.start) + done_before
             progress = ops.clip(done / total, 0.0, 1.0)
-            return learning_rate * (alpha + (1.0 - alpha) * 0.5 * (1.0 + ops.cos(math.pi * progress)))
+            return learning_rate * (COSINE_ALPHA + (1.0 - COSINE_ALPHA) * 0.5 * (1.0 + ops.cos(math.pi * progress)))
 
         def get_config(self):
             return {"learning_rate": learning_rate, "round_index": round_index, "rounds": rounds,
-                    "round_steps": round_steps, "alpha": alpha}  # fmt: skip
+                    "round_steps": round_steps}  # fmt: skip
 
     return CosineOverRounds()
 
 
-def get_optimizer_state(optimizer) -> dict[str, np.ndarray]:
-    """The optimiser's own variables (Adam: step count, first and second moments) in order, keyed "0000",
+def _state_variables(optimizer) -> dict:
+    """The optimiser's own variables (Adam: step count, first and second moments) keyed by position, "0000",
     "0001", …; the learning rate is left out (it is a setting, not state). Keras names an optimiser's variables
     after the instance ("adam", "adam_1", …), so the position is the stable key for the same network."""
-    return {f"{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)
-            if not v.path.endswith("/learning_rate")}  # fmt: skip
+    return {f"{i:04d}": v for i, v in enumerate(optimizer.variables) if not v.path.endswith("/learning_rate")}
+
+
+def get_optimizer_state(optimizer) -> dict[str, np.ndarray]:
+    """The optimiser's state as arrays (see _state_variables)."""
+    return {k: np.asarray(v.numpy()) for k, v in _state_variables(optimizer).items()}
 
 
 def set_optimizer_state(optimizer, variables, state: dict[str, np.ndarray]) -> bool:
     """Build `optimizer` for `variables` and load `state` (from get_optimizer_state of the same network and
     optimiser). Returns False, changing nothing, when the state does not fit (another network or optimiser)."""
     optimizer.build(variables)
-    own = {f"{i:04d}": v for i, v in enumerate(optimizer.variables) if not v.path.endswith("/learning_rate")}
+    own = _state_variables(optimizer)
     if set(own) != set(state) or any(tuple(v.shape) != tuple(np.shape(state[k])) for k, v in own.items()):
         return False
     for k, v in own.items():
@@ -156,7 +165,6 @@ def recalibrate_batchnorm(model, samples: Sequence[Sample], *, input_size: int, 
     ds = make_dataset(samples, input_size=input_size, scaling=scaling, batch_size=batch_size, training=False,
                       cache=False)  # fmt: skip
     saved = [layer.momentum for layer in layers]
-    before = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
     for layer in layers:
         layer.momentum = 0.0  # read when traced: after each call the moving statistics are that batch's
     forward = tf.function(lambda x: model(x, training=True))
@@ -173,11 +181,9 @@ def recalibrate_batchnorm(model, samples: Sequence[Sample], *, input_size: int, 
     finally:
         for layer, momentum in zip(layers, saved, strict=True):
             layer.momentum = momentum
-    for layer, (s1, s2), (mean0, var0) in zip(layers, sums, before, strict=True):
-        if n == 0:
-            layer.moving_mean.assign(mean0)
-            layer.moving_variance.assign(var0)
-            continue
+    if n == 0:  # no readable image: no forward pass ran, the statistics are as they were
+        return 0
+    for layer, (s1, s2) in zip(layers, sums, strict=True):
         mean = s1 / n
         layer.moving_mean.assign(mean.astype(np.float32))
         layer.moving_variance.assign(np.maximum(s2 / n - mean**2, 0.0).astype(np.float32))
@@ -207,7 +213,7 @@ def train(
         raise ValueError(f"no images found in {data_dir}: expected class folders such as {', '.join(CLASSES)}")
     train_s, val_s = split_by_patient(samples, val_fraction=config.val_fraction, seed=config.seed)
     steps = max(1, -(-len(train_s) // config.batch_size)) * config.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.05)
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=COSINE_ALPHA)
     model = compile_model(build_model(config.arch, input_size=config.input_size, weights=config.weights), schedule)
     val_ds = make_dataset(val_s, input_size=config.input_size, scaling=arch.scaling, batch_size=16, training=False)
     card = ModelCard(

@@ -60,10 +60,11 @@ def main() -> int:
         return run_flower(name)
     if len(sys.argv) > 1 and sys.argv[1] == SELFCHECK:
         return selfcheck(sys.argv[2:])
-    if len(sys.argv) > 1 and sys.argv[1] == "federate" and getattr(sys, "frozen", False) and missing_flower_commands():
-        print(f"fedxray: federated training is not available in this installation: "
-              f"{', '.join(missing_flower_commands())} missing in {Path(sys.executable).parent} "
-              "(install FedXray again from the complete package)", file=sys.stderr)  # fmt: skip
+    missing = missing_flower_commands() if sys.argv[1:2] == ["federate"] and getattr(sys, "frozen", False) else []
+    if missing:
+        print(f"fedxray: federated training is not available in this installation: {', '.join(missing)} missing "
+              f"in {Path(sys.executable).parent} (install FedXray again from the complete package)",
+              file=sys.stderr)  # fmt: skip
         return 2
     from app.cli import main as fedxray
 
