@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from central.client import AdminError
 from central.home import HomeError
-from central.superlink import FLOWER_ENV
+from fl.processes import set_flower_defaults
 
 # Each module exposes register(subparsers).
 COMMAND_MODULES = ("central.commands.serve", "central.commands.tokens", "central.commands.nodes",
@@ -29,8 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    for name, value in FLOWER_ENV.items():  # this process talks to Flower too: no telemetry, no update check
-        os.environ.setdefault(name, value)
+    set_flower_defaults()  # this process talks to Flower too: no telemetry, no update check
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -15,7 +15,7 @@ from typing import Any
 from central import pki
 from central.client import AdminError
 from central.home import CentralHome
-from central.superlink import flower_env
+from fl.processes import flower_env
 
 CONNECTION = "fedxray-central"
 
@@ -49,7 +49,7 @@ def flwr_home(home: CentralHome) -> Path:
 
 def flwr(home: CentralHome, *args: str, timeout: float = 120.0) -> dict:
     """Run `flwr ARGS --format json` against the loopback SuperLink; the decoded answer (with "success")."""
-    env = {**flower_env(), "FLWR_HOME": str(flwr_home(home))}
+    env = flower_env(flwr_home(home))
     command = [str(Path(sys.executable).parent / "flwr"), *args, "--format", "json"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout,

@@ -21,7 +21,8 @@ from central.db.engine import make_engine, mask_url, migrate, session_factory, t
 from central.home import CentralHome, HomeError, ServeLock, initialize
 from central.runkeeper import RunKeeper
 from central.settings import Settings, database_label
-from central.superlink import SuperLinkControl, SuperLinkError, SuperLinkProcess, descendants
+from central.superlink import SuperLinkControl, SuperLinkError, SuperLinkProcess
+from fl.processes import descendants
 
 log = logging.getLogger("central.server")
 

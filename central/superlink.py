@@ -16,26 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from central.home import CentralHome
+from fl.processes import descendants, flower_env
 
 log = logging.getLogger("central.superlink")
 
-FLOWER_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
-
-
 class SuperLinkError(Exception):
     """The SuperLink refused or could not be reached."""
-
-
-def flower_env() -> dict[str, str]:
-    """Environment for Flower processes: telemetry and update checks off, venv's bin first on PATH."""
-    env = dict(os.environ)
-    env.update(FLOWER_ENV)
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    return env
 
 
 try:
@@ -48,14 +35,6 @@ def _die_with_parent() -> None:
     """Runs in the child between fork and exec: SIGTERM it when the thread that started it dies."""
     if _LIBC is not None:
         _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, also those that started their own session."""
-    try:
-        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from fl.processes import flower_env
 from fl.task import RunSettings, flower_app_dir
 
 FLWR = Path(sys.executable).parent / "flwr"
@@ -35,7 +35,7 @@ def write_connection(flwr_home: Path, superlink: str, *, root_certificates: Path
 
 
 def _flwr(args: list[str], flwr_home: Path, timeout: float) -> dict:
-    env = dict(os.environ, FLWR_HOME=str(flwr_home), FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1")
+    env = flower_env(flwr_home)
     out = subprocess.run([str(FLWR), *args, "--format", "json"], capture_output=True, text=True, env=env,
                          timeout=timeout)  # fmt: skip
     text = out.stdout

@@ -28,8 +28,9 @@ def command_name(argv0: str) -> str:
 
 def run_flower(name: str) -> int:
     """Run one of Flower's node commands in this process, as its console script would."""
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    from fl.processes import set_flower_defaults
+
+    set_flower_defaults()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if name == "flower-supernode":
         from flwr.supernode.cli import flower_supernode as entry

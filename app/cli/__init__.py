@@ -12,9 +12,10 @@ COMMANDS = ("classify", "train", "evaluate", "enroll", "federate", "models")
 
 
 def _quiet_tensorflow() -> None:
+    from fl.processes import set_flower_defaults
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    set_flower_defaults()
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:

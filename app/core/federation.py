@@ -19,11 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from app.core.errors import AppError
 from app.core.federation_status import FederationStatus, parse_line
 from app.core.paths import atomic_write_text
+from fl.processes import descendants, flower_env, signal_all
 
 LOG_FILE = "federation.log"
 NOT_ENROLLED = (
@@ -77,29 +76,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _descendants(pid: int) -> list[int]:
-    """Processes below `pid`, also those in their own sessions (SuperExec and ClientApps start their own)."""
-    try:
-        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _signal_all(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
-def flower_env(flwr_home: Path) -> dict[str, str]:
-    """Environment for the SuperNode: no telemetry or update checks, its own FLWR_HOME, the venv's tools."""
-    env = dict(os.environ)
-    env.update(FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1", FLWR_HOME=str(flwr_home),
-               TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")  # fmt: skip
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return env
 
 
 class NodeSupervisor:
@@ -225,11 +201,11 @@ class NodeSupervisor:
                 now = time.monotonic()
                 if proc.poll() is None:
                     if now - scanned > 5:
-                        family, scanned = _descendants(proc.pid), now
+                        family, scanned = descendants(proc.pid), now
                     continue
                 if exited is None:
                     exited = now
-                    _signal_all(family, signal.SIGTERM)
+                    signal_all(family, signal.SIGTERM)
                 if now - exited > 5:
                     return refused, connected
                 continue
@@ -256,7 +232,7 @@ class NodeSupervisor:
             proc = self._proc
         if proc is None or proc.poll() is not None:
             return
-        family = _descendants(proc.pid)
+        family = descendants(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -264,7 +240,7 @@ class NodeSupervisor:
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-        _signal_all(family, signal.SIGTERM)  # SuperExec and a ClientApp still training must not outlive the node
+        signal_all(family, signal.SIGTERM)  # SuperExec and a ClientApp still training must not outlive the node
 
 
 class Stopper:

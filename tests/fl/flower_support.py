@@ -17,8 +17,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from central.superlink import descendants
 from fl.classes import CLASSES
+from fl.processes import descendants
+from fl.processes import flower_env as _flower_env
 
 BIN = Path(sys.executable).parent
 # Share of each class's patients that goes to each site; site-c has no Covid images at all.
@@ -30,12 +31,8 @@ NON_IID = {
 
 
 def flower_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1", TF_CPP_MIN_LOG_LEVEL="2",
-               TF_ENABLE_ONEDNN_OPTS="0", PYTHONUNBUFFERED="1")  # fmt: skip
-    env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
-    env.update(extra)
-    return env
+    """fl.processes.flower_env for test processes (oneDNN's banner off too)."""
+    return _flower_env(**{"TF_ENABLE_ONEDNN_OPTS": "0", **extra})
 
 
 def make_sites(cxr: Path, out: Path, *, shares: dict | None = None, per_class: int | None = None,

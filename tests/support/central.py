@@ -16,8 +16,9 @@ from pathlib import Path
 
 import httpx
 
+from fl.processes import FLOWER_ENV
+
 BIN = Path(sys.executable).parent
-FLOWER_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
 
 
 def free_port() -> int:
