@@ -22,7 +22,9 @@ from flwr.clientapp import ClientApp
 
 from fl.privacy import (
     ARRAYS,
+    INT8,
     REFUSED,
+    SCALES,
     SITE_ERROR,
     ArraySpec,
     build_reply,
@@ -39,6 +41,7 @@ from fl.task import (
     load_site,
     model_arrays,
     new_model,
+    record_tensors,
     train_local,
 )
 
@@ -60,6 +63,8 @@ _log_like_flower()
 
 # Context.state key of the site's optimiser state between rounds (run setting "keep-optimizer-state").
 OPTIMIZER_STATE = "fedxray.optimizer-state"
+# Context.state key of what int8 encoding lost from this site's last update (error feedback; never sent).
+UPDATE_RESIDUAL = "fedxray.update-residual"
 
 
 class SiteStatus:
@@ -134,11 +139,25 @@ def privacy_guard_mod(msg: Message, context: Context, call_next) -> Message:
 
 
 def transfer_mod(msg: Message, context: Context, call_next) -> Message:
-    """Send the updated weights in the run's transfer dtype (e.g. float16: half the bytes)."""
+    """Send the updated weights in the run's transfer dtype: float16 (half the bytes), or int8 codes of the
+    update with their scales (a quarter; fl.quantize), keeping what rounding lost for the next round."""
     reply = call_next(msg, context)
     dtype = RunSettings.from_config(context.run_config).transfer_dtype
-    if not reply.has_error() and dtype != "float32" and ARRAYS in reply.content:
+    if reply.has_error() or dtype == "float32" or ARRAYS not in reply.content:
+        return reply
+    if dtype != INT8:
         reply.content[ARRAYS] = cast_record(reply.content[ARRAYS], dtype)
+        return reply
+    from flwr.app import Array, ArrayRecord
+
+    from fl.quantize import encode_update
+
+    residual = _load_record(context, UPDATE_RESIDUAL)
+    codes, scales = encode_update(record_tensors(reply.content[ARRAYS], "float32"),
+                                  record_tensors(msg.content[ARRAYS], "float32"), residual)  # fmt: skip
+    _save_record(context, UPDATE_RESIDUAL, residual)
+    reply.content[ARRAYS] = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in codes.items()})
+    reply.content[SCALES] = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in scales.items()})
     return reply
 
 
@@ -153,18 +172,26 @@ def dp_clipping_mod(msg: Message, context: Context, call_next) -> Message:
     return call_next(msg, context)
 
 
+def _load_record(context: Context, key: str) -> dict:
+    kept = context.state.get(key)
+    return {k: a.numpy() for k, a in kept.items()} if kept is not None else {}
+
+
+def _save_record(context: Context, key: str, arrays: dict) -> None:
+    from flwr.app import Array, ArrayRecord
+
+    context.state[key] = ArrayRecord({k: Array(np.array(v, order="C")) for k, v in arrays.items()})
+
+
 def load_optimizer_state(context: Context) -> dict:
     """The optimiser state this site kept from its previous round of the run ({} in its first round)."""
-    kept = context.state.get(OPTIMIZER_STATE)
-    return {k: a.numpy() for k, a in kept.items()} if kept is not None else {}
+    return _load_record(context, OPTIMIZER_STATE)
 
 
 def save_optimizer_state(context: Context, state: dict) -> None:
     """Keep the optimiser state for the site's next round. Context.state stays on this SuperNode (it is never
     part of a reply); it lasts for the run and is dropped with it."""
-    from flwr.app import Array, ArrayRecord
-
-    context.state[OPTIMIZER_STATE] = ArrayRecord({k: Array(np.array(v, order="C")) for k, v in state.items()})
+    _save_record(context, OPTIMIZER_STATE, state)
 
 
 app = ClientApp(mods=[privacy_guard_mod])

@@ -2,8 +2,11 @@
 
 A ClientApp reply carries exactly one ArrayRecord "arrays" (train replies only: the model's arrays, same names
 and shapes as the global model the server sent, float32 or the run's transfer dtype, all finite) and exactly
-one MetricRecord "metrics" whose keys are all in METRIC_KEYS and whose values are finite numbers. Nothing
-else: no ConfigRecord, no strings, no file names, paths or patient ids. Errors leave as a fixed text.
+one MetricRecord "metrics" whose keys are all in METRIC_KEYS and whose values are finite numbers. With the
+"int8" transfer (fl.quantize) the floating point arrays travel as int8 codes of the update and one more
+ArrayRecord "scales" holds their float32 scales (names of the floating point arrays, shapes fixed by
+fl.quantize.scale_shape). Nothing else: no ConfigRecord, no strings, no file names, paths or patient ids.
+Errors leave as a fixed text.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from fl.metrics import PER_CLASS_KEYS
 
 ARRAYS = "arrays"
 METRICS = "metrics"
+SCALES = "scales"  # only with the "int8" transfer: the scales of the int8 update codes in "arrays"
+INT8 = "int8"
 
 # Scalars every reply may carry. "num-examples" weights FedAvg (train: training examples; evaluate: validation
 # examples). Validation metrics of the model the server sent use fl.metrics' names (loss, accuracy, macro_*).
@@ -47,16 +52,27 @@ class ReplyRefused(Exception):
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """Names and shapes the model's arrays must have, and the floating point dtype(s) they may travel in."""
+    """Names and shapes the model's arrays must have, the floating point dtype(s) they may travel in, and which
+    of them are floating point (those are the ones an "int8" transfer sends as codes with scales)."""
 
     shapes: Mapping[str, tuple[int, ...]]
     dtypes: tuple[str, ...] = ("float32",)
+    floats: frozenset[str] | None = None  # None: every array
 
     @classmethod
     def of(cls, record, *dtypes: str) -> ArraySpec:
         """The spec of an ArrayRecord (the global model the server sent); default dtype float32."""
         return cls(shapes={k: tuple(int(d) for d in a.shape) for k, a in record.items()},
-                   dtypes=tuple(dtypes) or ("float32",))
+                   dtypes=tuple(dtypes) or ("float32",),
+                   floats=frozenset(k for k, a in record.items() if np.dtype(a.dtype).kind == "f"))
+
+    @property
+    def quantized(self) -> bool:
+        """Whether replies carry int8 update codes and their scales (the "int8" transfer)."""
+        return INT8 in self.dtypes
+
+    def is_float(self, name: str) -> bool:
+        return self.floats is None or name in self.floats
 
 
 def check_metrics(metrics: Mapping) -> None:
@@ -84,7 +100,10 @@ def check_arrays(record, spec: ArraySpec) -> None:
         if tuple(int(d) for d in arr.shape) != tuple(spec.shapes[k]):
             raise ReplyRefused(f"array {k!r} has shape {tuple(arr.shape)}, the model's is {spec.shapes[k]}")
         a = arr.numpy()
-        if a.dtype.kind == "f":
+        if spec.quantized and spec.is_float(k):
+            if a.dtype != np.int8:
+                raise ReplyRefused(f"array {k!r} is {a.dtype}, the run transfers int8 update codes")
+        elif a.dtype.kind == "f":
             if a.dtype.name not in spec.dtypes:
                 raise ReplyRefused(f"array {k!r} is {a.dtype}, the run transfers {' or '.join(spec.dtypes)}")
             if not np.isfinite(a).all():
@@ -93,11 +112,29 @@ def check_arrays(record, spec: ArraySpec) -> None:
             raise ReplyRefused(f"array {k!r} has dtype {a.dtype}")
 
 
+def check_scales(record, spec: ArraySpec) -> None:
+    """Refuse int8 scales that are not exactly one finite, non-negative float32 array of the expected shape per
+    floating point array of the model."""
+    from fl.quantize import scale_shape
+
+    expected = {k for k in spec.shapes if spec.is_float(k)}
+    if set(record.keys()) != expected:
+        raise ReplyRefused("the scales do not name exactly the model's floating point arrays")
+    for k, arr in record.items():
+        a = arr.numpy()
+        if a.dtype != np.float32 or a.shape != scale_shape(spec.shapes[k]):
+            raise ReplyRefused(f"the scales of {k!r} are {a.dtype} {a.shape}, not float32 {scale_shape(spec.shapes[k])}")
+        if not np.isfinite(a).all() or (a < 0).any():
+            raise ReplyRefused(f"the scales of {k!r} are negative, NaN or infinite")
+
+
 def check_reply(content, *, spec: ArraySpec | None) -> None:
     """The whole contract: records named and typed as above; arrays only when `spec` is given (train)."""
     from flwr.app import ArrayRecord, MetricRecord
 
     expected = {METRICS: MetricRecord} if spec is None else {ARRAYS: ArrayRecord, METRICS: MetricRecord}
+    if spec is not None and spec.quantized:
+        expected[SCALES] = ArrayRecord
     names = set(content.keys())
     if names != set(expected):
         raise ReplyRefused(f"records {sorted(names)} instead of {sorted(expected)}")
@@ -107,6 +144,8 @@ def check_reply(content, *, spec: ArraySpec | None) -> None:
     check_metrics(content[METRICS])
     if spec is not None:
         check_arrays(content[ARRAYS], spec)
+        if spec.quantized:
+            check_scales(content[SCALES], spec)
 
 
 def clean_metrics(values: Mapping) -> dict[str, int | float]:

@@ -1,5 +1,5 @@
-"""FedXray's server strategy: Flower's FedAvg/FedProx with reply checks, float16 upcast, exact pooled metrics and
-pooled batch-norm statistics.
+"""FedXray's server strategy: Flower's FedAvg/FedProx with reply checks, float16 upcast or int8 update decoding,
+exact pooled metrics and pooled batch-norm statistics.
 
 Every reply is checked against the privacy contract (fl.privacy) before it is aggregated; a reply outside it
 is dropped and reported. Validation metrics are pooled from the sites' confusion counts (exact: accuracy,
@@ -19,7 +19,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from fl.classes import CLASSES
 from fl.metrics import compute_metrics, flat_metrics
-from fl.privacy import ARRAYS, METRICS, ArraySpec, ReplyRefused, check_reply
+from fl.privacy import ARRAYS, INT8, METRICS, SCALES, ArraySpec, ReplyRefused, check_reply
 from fl.task import cast_record, record_tensors, sanitize_tensors
 
 log = logging.getLogger("fedxray.strategy")
@@ -119,6 +119,7 @@ class _FedXrayMixin:
         self.server_learning_rate = server_learning_rate
         self.server_momentum = server_momentum
         self._current: dict[str, np.ndarray] | None = None
+        self._sent: dict[str, np.ndarray] | None = None  # the model as the sites received it (int8 decoding)
         self._momentum: dict[str, np.ndarray] = {}
         self.evaluate_every = evaluate_every
         self.num_rounds = num_rounds
@@ -135,7 +136,8 @@ class _FedXrayMixin:
         from flwr.app import Array
 
         record = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in tensors.items()})
-        return cast_record(record, self.transfer_dtype) if self.transfer_dtype != "float32" else record
+        downlink = "float32" if self.transfer_dtype == "float32" else "float16"  # int8 replies: float16 down
+        return cast_record(record, downlink) if downlink != "float32" else record
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid
@@ -144,7 +146,9 @@ class _FedXrayMixin:
         server_round += self.round_offset
         self._spec = ArraySpec.of(arrays, self.transfer_dtype, "float32")
         self._current = record_tensors(arrays, "float32")
-        messages = list(super().configure_train(server_round, self._outgoing(arrays), config, grid))
+        outgoing = self._outgoing(arrays)
+        self._sent = record_tensors(outgoing, "float32") if self.transfer_dtype == INT8 else None
+        messages = list(super().configure_train(server_round, outgoing, config, grid))
         self._round(server_round)["sampled"] = len(messages)
         return messages
 
@@ -183,12 +187,27 @@ class _FedXrayMixin:
                     )
                 else:
                     audit["verdict"] = "accepted"
-                    if phase == "train" and self.transfer_dtype != "float32":
+                    if phase == "train" and SCALES in content:
+                        content[ARRAYS] = self._decode(content)
+                    elif phase == "train" and self.transfer_dtype != "float32":
                         content[ARRAYS] = cast_record(content[ARRAYS], "float32")
                     accepted.append(msg)
             if self.on_reply is not None:
                 self.on_reply(audit)
         return accepted
+
+    def _decode(self, content) -> ArrayRecord:
+        """A site's weights from its int8 update (fl.quantize) and the model it was sent; drops the scales, so
+        the reply then looks like a float32 one to the aggregation."""
+        from flwr.app import Array
+
+        from fl.quantize import decode_update
+
+        codes = {k: a.numpy() for k, a in content[ARRAYS].items()}
+        scales = {k: a.numpy() for k, a in content[SCALES].items()}
+        del content[SCALES]
+        weights = decode_update(codes, scales, self._sent)
+        return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:  # fmt: skip

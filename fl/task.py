@@ -18,7 +18,10 @@ from fl.model import ARCHITECTURES, build_model, get_architecture
 
 log = logging.getLogger("fedxray.flower")
 
-TRANSFER_DTYPES = ("float32", "float16")
+# How the model travels. "float16" halves both directions; "int8" sends each site's update (its weights minus
+# the model it received) as 8-bit codes with per-channel scales and error feedback (fl.quantize): a quarter of
+# float32's reply bytes; the server then sends the model in float16.
+TRANSFER_DTYPES = ("float32", "float16", "int8")
 STRATEGIES = ("fedavg", "fedprox")
 DP_MODES = ("off", "client", "server")
 LR_SCHEDULES = ("cosine", "constant")
@@ -150,6 +153,9 @@ class RunSettings:
             raise bad("transfer_dtype", f"must be one of {', '.join(TRANSFER_DTYPES)}")
         if self.dp not in DP_MODES:
             raise bad("dp", f"must be one of {', '.join(DP_MODES)}")
+        if self.transfer_dtype == "int8" and self.dp == "server":
+            raise bad("dp", "server-side clipping works on whole weights; with transfer-dtype \"int8\" use "
+                      "dp = \"client\" (the site clips its update before it is encoded)")
         if self.dp != "off" and (self.dp_noise_multiplier < 0 or self.dp_clipping_norm <= 0):
             raise bad(
                 "dp_clipping_norm", "differential privacy needs a positive clipping norm and noise >= 0"
@@ -162,6 +168,11 @@ class RunSettings:
     @property
     def scaling(self) -> str:
         return get_architecture(self.arch).scaling
+
+    @property
+    def downlink_dtype(self) -> str:
+        """The dtype the server sends the global model in."""
+        return "float32" if self.transfer_dtype == "float32" else "float16"
 
 
 # ------------------------------------------------------------------ model <-> arrays

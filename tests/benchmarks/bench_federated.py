@@ -9,7 +9,8 @@ r"""Federated-learning benchmarks (issue 5).
     mods included) and the real strategy's aggregation in this process, so the learning is exactly what the
     deployment does without its process start-up and polling costs. --server-lr (run config
     "server-learning-rate") and --server-momentum only apply to the federated side.
-(b) bytes and overhead: payload bytes of one model message per network (float32 and float16); a real
+(b) bytes and overhead: payload bytes of one model message per network (float32, float16, int8 update codes
+    with their scales); a real
     deployment on loopback (SuperLink + three SuperNodes + flwr run) measuring the round time, the ClientApps'
     compute and the fixed overhead per round, and Flower's own traffic counters.
 
@@ -61,7 +62,7 @@ from tests.fl.flower_support import (  # noqa: E402
 )
 
 VAL_FRACTION = 0.2  # RunSettings' default "val-fraction": the ClientApp splits its site's patients with it
-KINDS = ("centralised", "federated", "federated_float16")
+KINDS = ("centralised", "federated", "federated_float16", "federated_int8")
 
 
 def site_splits(sites: dict[str, Path], val_fraction: float, seed: int):
@@ -226,16 +227,26 @@ def part_a(args, tmp: Path) -> dict:
 
 
 def payload_bytes() -> dict:
-    """Bytes of the arrays of one model message (np.save per array, as Flower serialises them)."""
+    """Bytes of the arrays of one model message (np.save per array, as Flower serialises them); for int8, a
+    train reply's codes and scales (a site's reply; the model it receives then travels in float16)."""
+    import numpy as np
+    from flwr.app import Array
+
     from fl.model import build_model
-    from fl.task import cast_record, model_arrays
+    from fl.quantize import encode_update
+    from fl.task import cast_record, model_arrays, record_tensors
 
     out = {}
     for arch, size in (("tiny", 64), ("densenet121", 224), ("se_resnet50v2", 224)):
         rec = model_arrays(build_model(arch, input_size=size))
         b32 = sum(len(a.data) for a in rec.values())
         b16 = sum(len(a.data) for a in cast_record(rec, "float16").values())
+        weights = record_tensors(rec)
+        local = {k: v + np.float32(1e-3) if v.dtype.kind == "f" else v for k, v in weights.items()}
+        codes, scales = encode_update(local, weights)
+        b8 = sum(len(Array(np.ascontiguousarray(v)).data) for d in (codes, scales) for v in d.values())
         out[arch] = {"input_size": size, "arrays": len(rec), "float32_bytes": b32, "float16_bytes": b16,
+                     "int8_reply_bytes": b8, "int8_reply_vs_float32": round(b8 / b32, 4),
                      "per_site_per_round_float32": 3 * b32, "per_site_per_round_float16": 3 * b16}  # fmt: skip
     return out
 
@@ -314,8 +325,11 @@ def main() -> None:
                    help="evaluate the federated global model every N rounds (always after the last)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--seed-sites", type=int, default=0)
-    p.add_argument("--transfers", nargs="*", default=["float32", "float16"], choices=("float32", "float16"),
-                   help="federated runs to make: float32 and/or float16 transfers (float16 halves the bytes)")
+    p.add_argument("--transfers", nargs="*", default=["float32", "float16"], choices=("float32", "float16", "int8"),
+                   help="federated runs to make: float32, float16 (half the bytes) and/or int8 update transfers "
+                   "(a quarter of the reply bytes)")
+    p.add_argument("--deploy-transfers", nargs="*", default=["float32", "float16", "int8"],
+                   choices=("float32", "float16", "int8"), help="transfers of the deployment part (b)")
     p.add_argument("--deploy-rounds", type=int, default=3)
     p.add_argument("--per-class", type=int, default=None, help="patients per class in the deployment part")
     p.add_argument("--json", type=Path)
@@ -329,7 +343,7 @@ def main() -> None:
         if args.part in ("b", "all"):
             results["payload"] = payload_bytes()
             print(json.dumps(results["payload"], indent=1), flush=True)
-            results["deployment"] = [deployment(args, tmp / f"b-{t}", t) for t in ("float32", "float16")]
+            results["deployment"] = [deployment(args, tmp / f"b-{t}", t) for t in args.deploy_transfers]
             print(json.dumps(results["deployment"], indent=1), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
