@@ -49,15 +49,16 @@ def _flwr(args: list[str], flwr_home: Path, timeout: float) -> dict:
     return data
 
 
-def start_run(flwr_home: Path, run_config: dict[str, Any], *, timeout: float = 300) -> int:
-    """`flwr run` of fl/flwr_app with `run_config` overrides (validated first); returns Flower's run id."""
+def start_run(flwr_home: Path, run_config: dict[str, Any], *, timeout: float = 300, app_dir: Path | None = None) -> int:
+    """`flwr run` of fl/flwr_app (or `app_dir`) with `run_config` overrides (validated first); returns Flower's
+    run id."""
     RunSettings.from_config(run_config)  # refuse a bad setting here rather than in the ServerApp
     import tomli_w
 
     with tempfile.NamedTemporaryFile("w", suffix=".toml", dir=flwr_home, delete=False) as fh:
         fh.write(tomli_w.dumps(run_config))
     try:
-        data = _flwr(["run", str(flower_app_dir()), CONNECTION, "--run-config", fh.name], flwr_home, timeout)
+        data = _flwr(["run", str(app_dir or flower_app_dir()), CONNECTION, "--run-config", fh.name], flwr_home, timeout)
     finally:
         Path(fh.name).unlink(missing_ok=True)
     return int(data["run-id"])
