@@ -251,9 +251,13 @@ def payload_bytes() -> dict:
     return out
 
 
-def deployment(args, tmp: Path, transfer: str) -> dict:
-    """3 SuperNodes + flwr run on loopback: round times, compute, overhead, Flower's traffic counters."""
+def deployment(args, tmp: Path, transfer: str, launcher: str = "fedxray") -> dict:
+    """3 SuperNodes + flwr run on loopback: round times, compute, overhead, Flower's traffic counters.
+    `launcher`: "fedxray" runs each SuperNode with FedXray's launcher (fl.launcher node: process isolation,
+    prepared workers, only the installed app), "stock" with Flower's own SuperExec (a fresh flwr-clientapp
+    process per message, the FAB installed each time)."""
     from fl.launch import run_info, start_run
+    from fl.launcher import command
 
     sites = make_sites(shared_data_dir() / "cxr", tmp / "sites", shares=NON_IID, per_class=args.per_class)
     tls = make_test_ca(tmp / "pki")
@@ -264,7 +268,8 @@ def deployment(args, tmp: Path, transfer: str) -> dict:
         wait_port(port)
         for name, folder in sites.items():
             cfg = write_node_config(tmp / f"{name}.toml", **{"data-dir": str(folder)})
-            procs.start(name, supernode_cmd(port, free_port(), cfg, ca=tls["ca"]),
+            node = supernode_cmd(port, free_port(), cfg, ca=tls["ca"])
+            procs.start(name, command("node", "--", *node) if launcher == "fedxray" else node,
                         env=flower_env(FLWR_HOME=str(tmp / f"home-{name}")))  # fmt: skip
         write_flwr_config(tmp / "flwr", port, ca=tls["ca"])
         t0 = time.time()
@@ -290,7 +295,7 @@ def deployment(args, tmp: Path, transfer: str) -> dict:
         per_round.append({"round": r["server_round"], "wall_seconds": round(wall, 1),
                           "clientapp_compute_seconds": round(compute, 1),
                           "overhead_seconds": round(wall - compute, 1)})  # fmt: skip
-    return {"transfer_dtype": transfer, "run_id": run_id, "rounds": per_round,
+    return {"transfer_dtype": transfer, "launcher": launcher, "arch": args.arch, "run_id": run_id, "rounds": per_round,
             "flower_traffic": info.get("network-traffic"), "flower_compute": info.get("compute-time"),
             "elapsed": info.get("elapsed")}  # fmt: skip
 
@@ -331,6 +336,9 @@ def main() -> None:
     p.add_argument("--deploy-transfers", nargs="*", default=["float32", "float16", "int8"],
                    choices=("float32", "float16", "int8"), help="transfers of the deployment part (b)")
     p.add_argument("--deploy-rounds", type=int, default=3)
+    p.add_argument("--deploy-launchers", nargs="*", default=["stock", "fedxray"], choices=("stock", "fedxray"),
+                   help="deployment part: Flower's SuperExec and/or FedXray's launcher beside each SuperNode")
+    p.add_argument("--deploy-repeats", type=int, default=1, help="deployment part: interleaved repeats")
     p.add_argument("--per-class", type=int, default=None, help="patients per class in the deployment part")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -343,7 +351,10 @@ def main() -> None:
         if args.part in ("b", "all"):
             results["payload"] = payload_bytes()
             print(json.dumps(results["payload"], indent=1), flush=True)
-            results["deployment"] = [deployment(args, tmp / f"b-{t}", t) for t in args.deploy_transfers]
+            # Interleaved: for each repeat, every transfer with each launcher, so machine load hits all alike.
+            results["deployment"] = [deployment(args, tmp / f"b-{i}-{t}-{lau}", t, lau)
+                                     for i in range(args.deploy_repeats) for t in args.deploy_transfers
+                                     for lau in args.deploy_launchers]  # fmt: skip
             print(json.dumps(results["deployment"], indent=1), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
