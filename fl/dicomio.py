@@ -42,6 +42,16 @@ def has_preamble(data: bytes) -> bool:
     return data[128:132] == b"DICM"
 
 
+def is_dicom_file(path) -> bool:
+    """True when the file at `path` starts like DICOM (Part 10 preamble, or a raw little-endian data set)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return has_preamble(head) or looks_like_raw_dicom(head)
+
+
 def looks_like_raw_dicom(data: bytes) -> bool:
     """True when a file without preamble starts like a little-endian DICOM data set (group 0002 or 0008)."""
     if len(data) < 8:

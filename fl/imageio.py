@@ -6,12 +6,13 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from fl.dicomio import decode_dicom, has_preamble, looks_like_raw_dicom
+from fl.dicomio import decode_dicom, has_preamble, is_dicom_file, looks_like_raw_dicom
 from fl.radiograph import (
     MAX_FILE_BYTES,
     MAX_PIXELS,
@@ -30,6 +31,58 @@ _OTHER_KINDS = ((b"GIF8", "GIF"), (b"%PDF", "PDF document"), (b"PK\x03\x04", "ZI
                 (b"{\\rtf", "RTF document"), (b"\xd0\xcf\x11\xe0", "Microsoft Office document"))
 _SUFFIX_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
                   ".tiff": "TIFF", ".dcm": "DICOM", ".dicom": "DICOM"}
+# The one list of file suffixes FedXray takes for images (batch, labelled set, data sets); other files are taken
+# when their content is DICOM (is_dicom_file), as PACS exports often have no suffix or a number.
+IMAGE_SUFFIXES = frozenset(_SUFFIX_FORMAT)
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True for a file FedXray would read as an image: an image suffix, or DICOM content."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES or is_dicom_file(path)
+
+
+def walk_images(folder: str | os.PathLike, *, recursive: bool = True,
+                on_error: Callable[[Path, ImageReadError], None] | None = None) -> Iterator[tuple[Path, bool]]:
+    """Every visible file below `folder` (hidden files and folders skipped, in sorted order) and whether it is an
+    image. A folder that cannot be listed raises ImageReadError (`folder` itself) or goes to `on_error`."""
+    folder = Path(folder)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except (NotADirectoryError, FileNotFoundError):
+        raise fail(folder.name or str(folder), "this folder does not exist, or is not a folder",
+                   "Check the path, and that the drive or network share holding it is connected.",
+                   source=str(folder)) from None
+    except OSError as exc:
+        error = fail(folder.name or str(folder), f"the folder cannot be read ({exc.strerror or exc})",
+                     "Ask your IT administrator for read access, or copy the images to a folder you can read.",
+                     source=str(folder))
+        if on_error is None:
+            raise error from None
+        on_error(folder, error)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)  # as os.walk: no loops through linked folders
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if recursive:
+                yield from walk_images(path, recursive=True, on_error=on_error or _raise)
+        else:
+            yield path, is_image_file(path)
+
+
+def _raise(folder: Path, error: ImageReadError) -> None:
+    raise error
+
+
+def find_images(folder: str | os.PathLike, *, recursive: bool = True,
+                on_error: Callable[[Path, ImageReadError], None] | None = None) -> list[Path]:
+    """The image files below `folder` in sorted order (see walk_images)."""
+    return [p for p, image in walk_images(folder, recursive=recursive, on_error=on_error) if image]
 
 
 def read_image(source: str | os.PathLike | bytes, *, name: str | None = None) -> Radiograph:
