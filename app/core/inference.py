@@ -97,8 +97,7 @@ class InferenceService:
 
             self.conversion = start_conversion(model_dir, classifier.card)
             if self.conversion is not None:
-                self.notice = (f"{classifier.notice} A faster version is being prepared in the background and will "
-                               "be used from the next start.")
+                self.notice = f"{classifier.notice} A LiteRT copy is being made in the background for the next start."
             elif (reason := conversion_failure(classifier.card)) is not None:
                 self.notice = f"{classifier.notice} (This model cannot be converted for the faster engine: {reason}.)"
         with self._lock:

@@ -148,7 +148,7 @@ def test_a_model_without_artefact_is_converted_once_in_the_background(tiny_model
     card = read_card(model)
     svc = InferenceService(convert_missing=True)
     svc.load(model)
-    assert svc.engine == "tensorflow" and "being prepared in the background" in svc.notice
+    assert svc.engine == "tensorflow" and "being made in the background" in svc.notice
     assert svc.conversion is not None and svc.conversion.wait(timeout=600) == 0
     assert has_litert(model, card) and (litert_cache(card) / "model.tflite").is_file()
     assert start_conversion(model, card) is None  # once: nothing more to do for these weights
