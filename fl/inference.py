@@ -13,6 +13,7 @@ import numpy as np
 
 from fl.litert import LiteRTExplainer, LiteRTUnavailable
 from fl.modelfile import (
+    INFERENCE_FILE,
     INFERENCE_RECORD,
     ModelFileError,
     check_inference,
@@ -102,7 +103,7 @@ class Classifier:
     def _litert(self, artefact_dir, threads):
         """The LiteRT explainer of the card's artefact, else of the cached one; ModelFileError says why not."""
         weights = self.card.weights["sha256"]
-        refused = []
+        refused, missing = [], None
         candidates = []
         if self.card.inference:
             candidates.append((self.model_dir, self.card.inference, ""))
@@ -114,7 +115,10 @@ class Classifier:
                     record = read_record(folder)
                 path = check_inference(folder, record, weights)
             except ModelFileError as exc:
-                refused.append(f"{what}{exc}")
+                if what or (folder / Path(record.get("file") or INFERENCE_FILE).name).exists():
+                    refused.append(f"{what}{exc}")
+                else:  # a card that records an artefact not shipped with it (a release): the cache may have one
+                    missing = str(exc)
                 continue
             explainer = LiteRTExplainer(path, threads=threads)
             if explainer.input_size != int(self.card.input_size):
@@ -126,7 +130,7 @@ class Classifier:
                 self.notice = "; ".join(refused) + ". Using this workstation's own conversion of the model instead."
             return explainer
         if not refused:
-            raise ModelFileError("it has no LiteRT file yet")
+            raise ModelFileError(missing or "it has no LiteRT file yet")
         raise ModelFileError("; ".join(refused))
 
     @property

@@ -128,8 +128,9 @@ class ModelStore:
             src = self._locate(path, Path(unpack))
             try:
                 card = verify(src, read_card(src))
-                if card.inference:  # its LiteRT artefact comes along, checked like the weights
-                    check_inference(src, card.inference, card.weights["sha256"])
+                shipped = bool(card.inference) and (src / Path(card.inference.get("file") or "-").name).is_file()
+                if shipped:  # its LiteRT artefact comes along, checked like the weights (a release may come
+                    check_inference(src, card.inference, card.weights["sha256"])  # without it: made here then)
             except ModelFileError as exc:
                 raise ModelImportError(f"{path.name} cannot be imported: {exc}.") from exc
             sha = card.weights["sha256"]
@@ -144,12 +145,12 @@ class ModelStore:
             tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=self.root))
             try:
                 names = ["card.json", Path(card.weights["file"]).name]
-                if card.inference:
+                if shipped:
                     names.append(Path(card.inference["file"]).name)
                 for name in names:
                     self._copy_file(src / name, tmp / name)
                 verify(tmp)
-                if card.inference:
+                if shipped:
                     check_inference(tmp, card.inference, sha)
                 os.replace(tmp, self.root / model_id)
             except ModelFileError as exc:

@@ -160,3 +160,22 @@ def test_a_tampered_litert_artefact_is_refused_at_import(tiny_model_dir, bundled
     with pytest.raises(ModelImportError, match="cannot be imported: its LiteRT file model.tflite has .* truncated"):
         store.import_model(src)
     assert [m.id for m in store.list()] == [BUNDLED_ID]
+
+
+def test_a_card_that_records_an_artefact_not_shipped_is_imported_and_converted_here(tiny_model_dir, bundled,
+                                                                                    tmp_path):
+    """A release downloads the weights and the card only: the model is installed; the app makes the artefact."""
+    from app.core.inference import InferenceService
+
+    src = tmp_path / "release"
+    shutil.copytree(tiny_model_dir, src)
+    (src / "model.tflite").unlink()
+    m = ModelStore(bundled_dir=bundled).import_model(src)
+    assert not (m.dir / "model.tflite").exists() and m.card.inference
+    svc = InferenceService(convert_missing=True)
+    svc.load(m.dir)
+    assert svc.engine == "tensorflow" and "is missing" in svc.notice
+    assert svc.conversion.wait(timeout=600) == 0
+    again = InferenceService()
+    again.load(m.dir)
+    assert again.engine == "litert" and again.notice is None  # an artefact not shipped is no news
