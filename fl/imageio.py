@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from fl.dicomio import decode_dicom, has_preamble, is_dicom_file, looks_like_raw_dicom
+from fl.formats import SUFFIX_FORMAT, has_preamble, is_image_file, looks_like_raw_dicom
 from fl.radiograph import (
     MAX_FILE_BYTES,
     MAX_PIXELS,
@@ -29,16 +29,6 @@ _BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
 _OTHER_KINDS = ((b"GIF8", "GIF"), (b"%PDF", "PDF document"), (b"PK\x03\x04", "ZIP archive"),
                 (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xffO\xffQ", "JPEG 2000"), (b"\x1f\x8b", "gzip archive"),
                 (b"{\\rtf", "RTF document"), (b"\xd0\xcf\x11\xe0", "Microsoft Office document"))
-_SUFFIX_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
-                  ".tiff": "TIFF", ".dcm": "DICOM", ".dicom": "DICOM"}
-# The one list of file suffixes FedXray takes for images (batch, labelled set, data sets); other files are taken
-# when their content is DICOM (is_dicom_file), as PACS exports often have no suffix or a number.
-IMAGE_SUFFIXES = frozenset(_SUFFIX_FORMAT)
-
-
-def is_image_file(path: str | os.PathLike) -> bool:
-    """True for a file FedXray would read as an image: an image suffix, or DICOM content."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES or is_dicom_file(path)
 
 
 def walk_images(folder: str | os.PathLike, *, recursive: bool = True,
@@ -95,6 +85,8 @@ def read_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
     data, label, shown = _read_source(source, name)
     kind = _sniff(data)
     if kind == "DICOM" or (kind is None and looks_like_raw_dicom(data)):
+        from fl.dicomio import decode_dicom  # pydicom (and its decoders) load only when a DICOM file comes
+
         return decode_dicom(data, name=shown, source=label)
     if kind is None:
         raise _not_an_image(data, shown, label)
@@ -172,7 +164,7 @@ def _sniff(data: bytes) -> str | None:
 
 
 def _not_an_image(data: bytes, shown: str, label: str) -> ImageReadError:
-    suffix_format = _SUFFIX_FORMAT.get(Path(shown).suffix.lower())
+    suffix_format = SUFFIX_FORMAT.get(Path(shown).suffix.lower())
     hint = f", although its name ends in '{Path(shown).suffix}'" if suffix_format else ""
     for magic, kind in _OTHER_KINDS:
         if data.startswith(magic):

@@ -23,7 +23,7 @@ from typing import Any
 from app.core.errors import AppError, save_error
 from app.core.paths import atomic_write_text, data_dir
 from fl.classes import CLASSES
-from fl.imageio import IMAGE_SUFFIXES
+from fl.formats import IMAGE_SUFFIXES
 
 MANIFEST = "manifest.csv"
 COLUMNS = ("filename", "patient_id", "label", "pixel_sha256", "case_id", "source_format", "added")
