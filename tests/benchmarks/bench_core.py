@@ -225,7 +225,8 @@ def bench_memory(model_dir: Path, image: Path) -> dict:
             "from fl.inference import Classifier\n"
             f"c=Classifier({str(model_dir)!r}, engine={engine!r})\n"
             f"[c.classify({str(image)!r}) for _ in range(5)]\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+            # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec.
+            "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
         )
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
         out[f"{engine}_peak_rss_mb"] = round(int(run.stdout.split()[-1]) / 1024, 1)
