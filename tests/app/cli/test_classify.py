@@ -167,6 +167,7 @@ def test_a_folder_it_cannot_read_is_an_error_line_and_a_failure(fedxray, tiny_mo
         locked.chmod(0o755)
     assert r.returncode == 1, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 2, r.stderr[-3000:]
     assert rows[0]["file"] == str(locked) and "cannot be read" in rows[0]["error"], rows
     assert rows[1]["file"] == str(good) and "probabilities" in rows[1]
 
