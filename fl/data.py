@@ -20,7 +20,6 @@ from fl.classes import CLASSES
 logger = logging.getLogger(__name__)
 
 DEFAULT_CLASS_DIRS = {c: c for c in CLASSES}  # folder name -> class name
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"})
 MANIFEST = "manifest.csv"
 
 # Augmentation ranges for chest radiographs. No horizontal flip: the heart's side matters.
@@ -42,14 +41,6 @@ class Sample:
     path: Path
     label: int
     patient_id: str
-
-
-def _is_dicom_without_suffix(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
 
 
 def _read_manifest(root: Path) -> dict[str, str]:
@@ -75,18 +66,15 @@ def _read_manifest(root: Path) -> dict[str, str]:
 
 
 def _image_files(folder: Path) -> tuple[list[Path], int]:
-    """Image and DICOM files below `folder` (hidden files and folders skipped), and the number skipped."""
+    """Image and DICOM files below `folder` (fl.imageio.walk_images), and the number of other files skipped."""
+    from fl.imageio import walk_images
+
     found, skipped = [], 0
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if name.startswith("."):
-                continue
-            path = Path(dirpath) / name
-            if path.suffix.lower() in IMAGE_SUFFIXES or _is_dicom_without_suffix(path):
-                found.append(path)
-            else:
-                skipped += 1
+    for path, image in walk_images(folder, on_error=lambda p, e: logger.warning("Skipping %s: %s", p, e)):
+        if image:
+            found.append(path)
+        else:
+            skipped += 1
     return found, skipped
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import struct
 
 import numpy as np
 import pydicom
@@ -13,6 +12,7 @@ from pydicom.pixels import get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from fl.formats import has_preamble, is_dicom_file, looks_like_raw_dicom  # noqa: F401 - sniffing lives there
 from fl.radiograph import (
     WINDOW_FUNCTIONS,
     ImageReadError,
@@ -31,27 +31,7 @@ DICOMDIR_UID = "1.2.840.10008.1.3.10"
 # Derived window when the file has none: these percentiles of the modality values (robust to
 # collimator edges and burned-in labels), from at most ~250k samples.
 DERIVED_PERCENTILES = (0.5, 99.5)
-_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB", b"OD",
-        b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI",
-        b"UL", b"UN", b"UR", b"US", b"UT", b"UV"}
 _EXPORT = "Export the image again from the PACS or the X-ray system."
-
-
-def has_preamble(data: bytes) -> bool:
-    """True for a DICOM Part 10 file: 128-byte preamble followed by b"DICM"."""
-    return data[128:132] == b"DICM"
-
-
-def looks_like_raw_dicom(data: bytes) -> bool:
-    """True when a file without preamble starts like a little-endian DICOM data set (group 0002 or 0008)."""
-    if len(data) < 8:
-        return False
-    group, element = struct.unpack_from("<HH", data)
-    if group not in (0x0002, 0x0008) or element > 0x0100:
-        return False
-    if data[4:6] in _VRS:                                  # explicit VR
-        return True
-    return struct.unpack_from("<I", data, 4)[0] <= 1024    # implicit VR: a short first element
 
 
 def _text(value) -> str:

@@ -13,7 +13,10 @@ class Explainer:
     """Probabilities and GradCAM maps from one compiled forward pass (Selvaraju et al. 2017).
 
     The gradient of the chosen class's logit flows back only to the target feature map, so the
-    heatmap costs little beyond the forward pass itself.
+    heatmap costs little beyond the forward pass itself. It is the logit, not the softmax output, that is
+    differentiated: with the head global average pooling -> dense logits, that makes this GradCAM exactly the
+    class activation map the LiteRT path computes in its forward pass (fl.litert; tests/fl/test_litert.py).
+    This is the TensorFlow path: for models without a LiteRT artefact, and the reference the tests compare with.
     """
 
     def __init__(self, model, arch: Architecture):

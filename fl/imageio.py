@@ -6,12 +6,13 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from fl.dicomio import decode_dicom, has_preamble, looks_like_raw_dicom
+from fl.formats import SUFFIX_FORMAT, has_preamble, is_image_file, looks_like_raw_dicom
 from fl.radiograph import (
     MAX_FILE_BYTES,
     MAX_PIXELS,
@@ -28,8 +29,50 @@ _BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
 _OTHER_KINDS = ((b"GIF8", "GIF"), (b"%PDF", "PDF document"), (b"PK\x03\x04", "ZIP archive"),
                 (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xffO\xffQ", "JPEG 2000"), (b"\x1f\x8b", "gzip archive"),
                 (b"{\\rtf", "RTF document"), (b"\xd0\xcf\x11\xe0", "Microsoft Office document"))
-_SUFFIX_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
-                  ".tiff": "TIFF", ".dcm": "DICOM", ".dicom": "DICOM"}
+
+
+def walk_images(folder: str | os.PathLike, *, recursive: bool = True,
+                on_error: Callable[[Path, ImageReadError], None] | None = None) -> Iterator[tuple[Path, bool]]:
+    """Every visible file below `folder` (hidden files and folders skipped, in sorted order) and whether it is an
+    image. A folder that cannot be listed raises ImageReadError (`folder` itself) or goes to `on_error`."""
+    folder = Path(folder)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except (NotADirectoryError, FileNotFoundError):
+        raise fail(folder.name or str(folder), "this folder does not exist, or is not a folder",
+                   "Check the path, and that the drive or network share holding it is connected.",
+                   source=str(folder)) from None
+    except OSError as exc:
+        error = fail(folder.name or str(folder), f"the folder cannot be read ({exc.strerror or exc})",
+                     "Ask your IT administrator for read access, or copy the images to a folder you can read.",
+                     source=str(folder))
+        if on_error is None:
+            raise error from None
+        on_error(folder, error)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)  # as os.walk: no loops through linked folders
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if recursive:
+                yield from walk_images(path, recursive=True, on_error=on_error or _raise)
+        else:
+            yield path, is_image_file(path)
+
+
+def _raise(folder: Path, error: ImageReadError) -> None:
+    raise error
+
+
+def find_images(folder: str | os.PathLike, *, recursive: bool = True,
+                on_error: Callable[[Path, ImageReadError], None] | None = None) -> list[Path]:
+    """The image files below `folder` in sorted order (see walk_images)."""
+    return [p for p, image in walk_images(folder, recursive=recursive, on_error=on_error) if image]
 
 
 def read_image(source: str | os.PathLike | bytes, *, name: str | None = None) -> Radiograph:
@@ -42,6 +85,8 @@ def read_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
     data, label, shown = _read_source(source, name)
     kind = _sniff(data)
     if kind == "DICOM" or (kind is None and looks_like_raw_dicom(data)):
+        from fl.dicomio import decode_dicom  # pydicom (and its decoders) load only when a DICOM file comes
+
         return decode_dicom(data, name=shown, source=label)
     if kind is None:
         raise _not_an_image(data, shown, label)
@@ -119,7 +164,7 @@ def _sniff(data: bytes) -> str | None:
 
 
 def _not_an_image(data: bytes, shown: str, label: str) -> ImageReadError:
-    suffix_format = _SUFFIX_FORMAT.get(Path(shown).suffix.lower())
+    suffix_format = SUFFIX_FORMAT.get(Path(shown).suffix.lower())
     hint = f", although its name ends in '{Path(shown).suffix}'" if suffix_format else ""
     for magic, kind in _OTHER_KINDS:
         if data.startswith(magic):

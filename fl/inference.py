@@ -1,17 +1,29 @@
-"""Classify radiographs with a model file: probabilities and a GradCAM heatmap over the original image."""
+"""Classify radiographs with a model file (LiteRT, else TensorFlow): probabilities and a heatmap over the original image."""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fl.modelfile import load_model
+from fl.litert import LiteRTExplainer, LiteRTUnavailable
+from fl.modelfile import (
+    INFERENCE_FILE,
+    INFERENCE_RECORD,
+    ModelFileError,
+    check_inference,
+    load_model,
+    read_card,
+    read_record,
+    verify,
+)
 from fl.preprocess import ImageReadError, Radiograph, preprocess, read_image, unletterbox
+from fl.radiograph import detail, fail
 
 
 @dataclass
@@ -39,20 +51,97 @@ class Prediction:
         }
 
 
-class Classifier:
-    """A loaded model ready to classify; load once per process, call from any thread."""
+ENGINES = ("auto", "litert", "tensorflow")
 
-    def __init__(self, model_dir: str | os.PathLike):
-        from fl.gradcam import Explainer
+
+class Classifier:
+    """A loaded model ready to classify; load once per process, call from any thread.
+
+    engine "auto" (default) runs the model's LiteRT artefact when it has a sound one (fl.litert; TensorFlow is
+    not imported), else TensorFlow, saying why in `notice`; "litert" refuses to fall back; "tensorflow" is the
+    reference path. The artefact is the one the card records beside the weights, else the one in `artefact_dir`
+    (the workstation's cache: model.tflite and its artefact.json record). The weights are checked against the
+    card in every case.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, *, engine: str = "auto",
+                 artefact_dir: str | os.PathLike | None = None, threads: int | None = None):
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
         from fl.model import get_architecture
 
         self.model_dir = Path(model_dir)
-        self.model, self.card = load_model(self.model_dir)
+        self.card = read_card(self.model_dir)
         self.arch = get_architecture(self.card.arch)
-        self.explainer = Explainer(self.model, self.arch)
+        self.notice: str | None = None  # what the user should know about how this model runs
+        self.artefact: Path | None = None
         self._lock = threading.Lock()
-        # Build the compiled graph now, so the first real image is as fast as the rest.
+        # The weights are checked while the artefact is (hashing releases the GIL): about 0.1 s sooner on 2 cores.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") as pool:
+            weights_ok = pool.submit(verify, self.model_dir, self.card)
+            failure = None
+            if engine != "tensorflow":
+                try:
+                    self.explainer = self._litert(artefact_dir, threads)
+                    self.engine = "litert"
+                except (ModelFileError, LiteRTUnavailable) as exc:
+                    failure = exc
+            weights_ok.result()
+        if failure is not None:
+            if engine == "litert":
+                raise failure
+            self.notice = f"The model runs with TensorFlow, which is slower to start: {failure}."
+        if self.artefact is None:
+            from fl.gradcam import Explainer
+
+            self.model, self.card = load_model(self.model_dir)
+            self.explainer = Explainer(self.model, self.arch)
+            self.engine = "tensorflow"
+        # Build the compiled graph (TensorFlow) or pack the weights (XNNPACK) now: the first image is as fast as the rest.
         self.explainer(np.zeros((1, self.card.input_size, self.card.input_size, 3), np.float32))
+
+    def _litert(self, artefact_dir, threads):
+        """The LiteRT explainer of the card's artefact, else of the cached one; ModelFileError says why not."""
+        weights = self.card.weights["sha256"]
+        refused, missing = [], None
+        candidates = []
+        if self.card.inference:
+            candidates.append((self.model_dir, self.card.inference, ""))
+        if artefact_dir is not None and (Path(artefact_dir) / INFERENCE_RECORD).is_file():
+            candidates.append((Path(artefact_dir), None, "this workstation's conversion of the model: "))
+        for folder, record, what in candidates:
+            try:
+                if record is None:
+                    record = read_record(folder)
+                path = check_inference(folder, record, weights)
+            except ModelFileError as exc:
+                if what or (folder / Path(record.get("file") or INFERENCE_FILE).name).exists():
+                    refused.append(f"{what}{exc}")
+                else:  # a card that records an artefact not shipped with it (a release): the cache may have one
+                    missing = str(exc)
+                continue
+            explainer = LiteRTExplainer(path, threads=threads)
+            if explainer.input_size != int(self.card.input_size):
+                refused.append(f"{what}its LiteRT file takes {explainer.input_size} px images, the card says "
+                               f"{self.card.input_size}")
+                continue
+            self.artefact = path
+            if refused:
+                self.notice = "; ".join(refused) + ". Using this workstation's own conversion of the model instead."
+            return explainer
+        if not refused:
+            raise ModelFileError(missing or "it has no LiteRT file yet")
+        raise ModelFileError("; ".join(refused))
+
+    @property
+    def threads(self) -> int | None:
+        """Interpreter threads (LiteRT), None for TensorFlow (which manages its own)."""
+        return getattr(self.explainer, "threads", None)
+
+    def set_threads(self, threads: int) -> None:
+        """Change the LiteRT interpreter's threads (no effect with TensorFlow)."""
+        if self.engine == "litert":
+            self.explainer.set_threads(threads)
 
     @property
     def classes(self) -> list[str]:
@@ -102,6 +191,11 @@ class Classifier:
                 pending.append(read_image(src))
             except ImageReadError as exc:
                 yield str(src), exc
+                continue
+            except Exception as exc:  # noqa: BLE001 - a decoder's own failure is this file's error, not the batch's
+                name = Path(os.fspath(src)).name if isinstance(src, str | os.PathLike) else "the image"
+                yield str(src), fail(name, f"it could not be decoded ({type(exc).__name__}: {detail(exc)})",
+                                     "Export the image again, or send the file to IT support.", source=str(src))
                 continue
             if len(pending) == batch_size:
                 yield from self._run(pending, heatmaps=heatmaps)

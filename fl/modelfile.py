@@ -17,10 +17,11 @@ from fl.classes import CLASSES
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.safetensors"
-INTENDED_USE = (
-    "Decision support for research and clinical evaluation only. Not a certified medical device; "
-    "not a diagnosis. A qualified clinician must review every image."
-)
+INFERENCE_FILE = "model.tflite"  # the LiteRT artefact beside the weights (fl.litert runs it without TensorFlow)
+INFERENCE_RECORD = "artefact.json"  # an artefact's record where no card holds it (the workstation's cache)
+# The one intended-use statement: the app's bar, the reports, `fedxray classify`, new model cards and the README.
+INTENDED_USE = ("Decision support for research and clinical evaluation only — not a certified medical device; "
+                "not a diagnosis.")
 
 
 class ModelFileError(Exception):
@@ -45,6 +46,9 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, Any] = field(default_factory=dict)  # {"file", "sha256", "dtype", "bytes"}
     federation: dict[str, Any] = field(default_factory=dict)
+    # The LiteRT artefact made from these weights ({"format", "file", "sha256", "bytes", "weights_sha256", ...},
+    # see fl.litert_convert); empty when the folder has none.
+    inference: dict[str, Any] = field(default_factory=dict)
     format_version: int = 1
 
     def to_json(self) -> str:
@@ -112,6 +116,56 @@ def verify(model_dir: str | os.PathLike, card: ModelCard | None = None) -> Model
     return card
 
 
+def check_inference(folder: str | os.PathLike, record: dict[str, Any], weights_sha256: str) -> Path:
+    """The artefact `record` describes in `folder`, checked like the weights: present, the SHA-256 the record
+    gives, made from the weights with `weights_sha256`. Raises ModelFileError saying what is wrong."""
+    folder = Path(folder)
+    if record.get("format") != "litert" or not record.get("file") or not record.get("sha256"):
+        raise ModelFileError("its LiteRT file is not described completely (format, file and SHA-256)")
+    if record.get("weights_sha256") != weights_sha256:
+        raise ModelFileError("its LiteRT file was made from other weights than the model's own")
+    path = folder / Path(record["file"]).name
+    if not path.is_file():
+        raise ModelFileError(f"its LiteRT file {path.name} is missing from {folder}")
+    size = path.stat().st_size
+    if record.get("bytes") is not None and size != int(record["bytes"]):
+        raise ModelFileError(f"its LiteRT file {path.name} has {size} bytes instead of {record['bytes']}: it is "
+                             "truncated or altered")
+    digest = sha256_file(path)
+    if digest != record["sha256"]:
+        raise ModelFileError(f"its LiteRT file {path.name} does not match its record (SHA-256 {digest[:12]}… "
+                             f"instead of {record['sha256'][:12]}…): it is altered or belongs to another model")
+    return path
+
+
+def read_record(folder: str | os.PathLike) -> dict[str, Any]:
+    """The artefact record (artefact.json) of a folder that holds an artefact without a card (a cache entry)."""
+    path = Path(folder) / INFERENCE_RECORD
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"the LiteRT record {path} is unreadable or corrupt ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"the LiteRT record {path} is not a JSON object")
+    return data
+
+
+def record_inference(model_dir: str | os.PathLike, record: dict[str, Any]) -> ModelCard:
+    """Record the artefact (already in `model_dir`) in the card; the card is replaced atomically."""
+    model_dir = Path(model_dir)
+    card = dataclasses.replace(read_card(model_dir), inference=dict(record))
+    tmp = model_dir / f".{CARD_FILE}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(card.to_json())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, model_dir / CARD_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return card
+
+
 def model_tensors(model, dtype: str = "float32") -> dict[str, Any]:
     """The model's variables as numpy arrays keyed by their Keras path (e.g. 'conv1_conv/kernel')."""
     import numpy as np
@@ -170,6 +224,7 @@ def save_model(model, model_dir: str | os.PathLike, card: ModelCard, *, dtype: s
         save_file(model_tensors(model, dtype), str(weights), metadata={"arch": card.arch, "version": card.version})
         card = dataclasses.replace(
             card,
+            inference={},  # new weights: an artefact made from earlier ones no longer belongs to them
             weights={
                 "file": WEIGHTS_FILE,
                 "sha256": sha256_file(weights),

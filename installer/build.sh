@@ -35,16 +35,21 @@ dicom="${FEDXRAY_SHARED_DATA:-../shared/data}/dicom/RG1_J2KI.dcm"  # JPEG 2000: 
 [ -f "$dicom" ] && images+=("$dicom")
 .venv/bin/python -m app classify --json "${images[@]}" >"$smoke/source.jsonl" 2>"$smoke/source.log"
 dist/fedxray/fedxray classify --json "${images[@]}" >"$smoke/bundle.jsonl" 2>"$smoke/bundle.log"
-.venv/bin/python - "$smoke/source.jsonl" "$smoke/bundle.jsonl" <<'EOF'
+dist/fedxray/fedxray classify --json --engine tensorflow "${images[@]}" >"$smoke/bundle-tf.jsonl" 2>"$smoke/bundle-tf.log"
+.venv/bin/python - "$smoke/source.jsonl" "$smoke/bundle.jsonl" "$smoke/bundle-tf.jsonl" <<'EOF'
 import json, sys
-source, bundle = ([json.loads(line) for line in open(p)] for p in sys.argv[1:])
-assert [r["file"] for r in source] == [r["file"] for r in bundle], (source, bundle)
-for s, b in zip(source, bundle):
-    assert "error" not in b, b
-    diff = max(abs(s["probabilities"][c] - b["probabilities"][c]) for c in s["probabilities"])
-    assert diff <= 1e-5 and s["predicted"] == b["predicted"], (s, b)
-    print(f"classify {b['file']}: {b['predicted']} {b['probability']:.4f} (source tree differs by {diff:.1g})")
+source, bundle, bundle_tf = ([json.loads(line) for line in open(p)] for p in sys.argv[1:])
+assert [r["file"] for r in source] == [r["file"] for r in bundle] == [r["file"] for r in bundle_tf], (source, bundle)
+for s, b, t in zip(source, bundle, bundle_tf):
+    assert "error" not in b and "error" not in t, (b, t)
+    diff = max(abs(s["probabilities"][c] - x["probabilities"][c]) for c in s["probabilities"] for x in (b, t))
+    assert diff <= 1e-5 and s["predicted"] == b["predicted"] == t["predicted"], (s, b, t)
+    print(f"classify {b['file']}: {b['predicted']} {b['probability']:.4f} (LiteRT and TensorFlow in the bundle "
+          f"differ from the source tree by at most {diff:.1g})")
 EOF
+dist/fedxray/fedxray --convert-litert resources/models/default --into "$smoke/litert" >"$smoke/convert.log" 2>&1 \
+  || { cat "$smoke/convert.log" >&2; exit 1; }
+echo "LiteRT conversion in the bundle (the app's background conversion): $(du -h "$smoke/litert/model.tflite" | cut -f1)"
 dist/fedxray/fedxray --bundle-selfcheck "$smoke/gui.json" --pdf "${images[0]}" >"$smoke/gui.log" 2>&1 \
   || { cat "$smoke/gui.json" "$smoke/gui.log" >&2; exit 1; }
 echo "window: shown offscreen with a result ($smoke/gui.png), PDF report exported ($smoke/gui.pdf)"

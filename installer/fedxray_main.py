@@ -6,7 +6,8 @@ first). In the bundle those three names are links to this executable (made by fe
 started under picks what runs.
 
 Hidden option for installation checks: `fedxray --bundle-selfcheck REPORT.json [--keyring] [--pdf] [IMAGE ...]`
-(app.ui.selfcheck).
+(app.ui.selfcheck). Hidden option for the app's background conversion of a model to LiteRT:
+`fedxray --convert-litert MODEL_DIR [--into DIR] [--nice]` (fl.litert_convert).
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def main() -> int:
         return run_flower(name)
     if len(sys.argv) > 1 and sys.argv[1] == SELFCHECK:
         return selfcheck(sys.argv[2:])
+    from fl.litert_convert import FROZEN_OPTION
+
+    if len(sys.argv) > 1 and sys.argv[1] == FROZEN_OPTION:  # the app's background conversion of a model
+        from fl.litert_convert import main as convert
+
+        return convert(sys.argv[2:])
     missing = missing_flower_commands() if sys.argv[1:2] == ["federate"] and getattr(sys, "frozen", False) else []
     if missing:
         print(f"fedxray: federated training is not available in this installation: {', '.join(missing)} missing "

@@ -31,7 +31,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A real model folder with the tiny test network (random weights) at 64 px."""
+    """A real model folder with the tiny test network (random weights) at 64 px, with its LiteRT artefact."""
     from fl.model import build_model, get_architecture
     from fl.modelfile import ModelCard, save_model
 
@@ -41,4 +41,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     card = ModelCard(name="FedXray tiny test network", version="0.0.1-test", arch="tiny", input_size=64,
                      scaling=arch.scaling, demo=True, description="random weights, for tests")
     save_model(model, out, card)
+    from fl.litert_convert import convert
+
+    convert(out)  # its LiteRT artefact, as a published model has: the app and the CLI run it without TensorFlow
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from app.cli.common import active_model_dir, fail
@@ -13,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--data", type=Path, required=True, help="folder with Covid/, Normal/, Pneumonia-*/ folders")
     p.add_argument("--model", type=Path, help="model folder (default: the model the app uses)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.add_argument("--engine", choices=("auto", "litert", "tensorflow"), default="auto",
+                   help="auto (default): LiteRT when the model has its artefact, else TensorFlow")
     p.set_defaults(func=run)
 
 
@@ -41,23 +44,45 @@ def _f(v) -> str:
 
 
 def run(args) -> int:
-    from fl.data import discover
-    from fl.model import get_architecture
-    from fl.modelfile import ModelFileError, load_model
-    from fl.train import evaluate_samples
+    import numpy as np
 
-    samples = discover(args.data)
+    from app.core.inference import InferenceService, ModelLoadError
+    from fl.data import DatasetError, discover
+    from fl.metrics import compute_metrics
+
+    try:
+        samples = discover(args.data)
+    except DatasetError as exc:
+        return fail(str(exc))
     if not samples:
         return fail(f"no images found in {args.data}")
+    service = InferenceService(engine=args.engine)
     try:
-        model, card = load_model(args.model or active_model_dir())
-    except ModelFileError as exc:
+        card = service.load(args.model or active_model_dir())
+    except ModelLoadError as exc:
         return fail(f"cannot use the model: {exc}")
-    m = evaluate_samples(model, samples, input_size=card.input_size, scaling=get_architecture(card.arch).scaling)
-    m["model"] = {"name": card.name, "version": card.version, "demo": card.demo}
+    if service.notice:
+        print(f"Note: {service.notice}", file=sys.stderr)
+    labels = {str(s.path): s.label for s in samples}
+    y, probs, unreadable = [], [], []
+    for item in service.classify_many([s.path for s in samples], batch_size=16, heatmaps=False):
+        if isinstance(item, tuple):
+            unreadable.append(item)
+        else:
+            y.append(labels[item.source])
+            probs.append(item.probabilities)
+    for src, exc in unreadable:
+        print(f"{src}: left out: {exc}", file=sys.stderr)
+    if not y:
+        return fail(f"none of the {len(samples)} images in {args.data} could be read")
+    m = compute_metrics(np.asarray(y), np.asarray(probs))
+    m["model"] = {"name": card.name, "version": card.version, "demo": card.demo, "engine": service.engine}
+    m["unreadable"] = [src for src, _ in unreadable]
     if args.json:
         print(json.dumps(m))
     else:
         print(f"Model: {card.display_name}")
         print(format_report(m, list(card.classes)))
-    return 0
+        if unreadable:
+            print(f"{len(unreadable)} image(s) could not be read and were left out (see above).")
+    return 1 if unreadable else 0

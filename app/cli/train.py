@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from app.cli.common import fail
@@ -25,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--version", default="0.1.0")
     p.add_argument("--demo", action="store_true", help="label the model as a demonstration model")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-litert", action="store_true",
+                   help="do not make the LiteRT artefact of the best model (it lets the app start without TensorFlow)")
     p.set_defaults(func=run)
 
 
@@ -52,4 +55,13 @@ def run(args) -> int:
     m = card.metrics["validation"]
     print(f"Saved {card.display_name} to {args.out} (best epoch {card.training['best_epoch']}: "
           f"val accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f})")
+    if not args.no_litert:
+        from fl.litert_convert import ConversionError, convert
+
+        try:
+            path = convert(args.out)
+        except ConversionError as exc:  # the model itself is saved and usable (with TensorFlow)
+            print(f"fedxray: no LiteRT artefact for this model: {exc}", file=sys.stderr)
+        else:
+            print(f"Saved its LiteRT artefact {path} (checked against the model; SHA-256 in card.json)")
     return 0

@@ -23,10 +23,10 @@ from typing import Any
 from app.core.errors import AppError, save_error
 from app.core.paths import atomic_write_text, data_dir
 from fl.classes import CLASSES
+from fl.formats import IMAGE_SUFFIXES
 
 MANIFEST = "manifest.csv"
 COLUMNS = ("filename", "patient_id", "label", "pixel_sha256", "case_id", "source_format", "added")
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"})
 _OWN_FILE = re.compile(r"^[0-9a-f]{64}\.[a-z]+$")
 _LOCK = threading.RLock()  # one process-wide lock: every LabelledSet object may share a folder
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from app.core.errors import AppError, save_error
-from app.core.paths import data_dir
+from app.core.paths import cache_dir, data_dir
 from app.core.settings import Preferences
 
 BUNDLED_ID = "default"
@@ -117,7 +120,7 @@ class ModelStore:
         The card is read and the weights' SHA-256 checked before anything is copied; the copy is checked again
         and then moved into place in one step. Importing the same model twice returns the installed one.
         """
-        from fl.modelfile import ModelFileError, read_card, verify
+        from fl.modelfile import ModelFileError, check_inference, read_card, verify
 
         path = Path(path)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -125,6 +128,9 @@ class ModelStore:
             src = self._locate(path, Path(unpack))
             try:
                 card = verify(src, read_card(src))
+                shipped = bool(card.inference) and (src / Path(card.inference.get("file") or "-").name).is_file()
+                if shipped:  # its LiteRT artefact comes along, checked like the weights (a release may come
+                    check_inference(src, card.inference, card.weights["sha256"])  # without it: made here then)
             except ModelFileError as exc:
                 raise ModelImportError(f"{path.name} cannot be imported: {exc}.") from exc
             sha = card.weights["sha256"]
@@ -138,9 +144,14 @@ class ModelStore:
                     "Settings first, or ask the model's provider for a file with a new version number.")
             tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=self.root))
             try:
-                for name in ("card.json", Path(card.weights["file"]).name):
+                names = ["card.json", Path(card.weights["file"]).name]
+                if shipped:
+                    names.append(Path(card.inference["file"]).name)
+                for name in names:
                     self._copy_file(src / name, tmp / name)
                 verify(tmp)
+                if shipped:
+                    check_inference(tmp, card.inference, sha)
                 os.replace(tmp, self.root / model_id)
             except ModelFileError as exc:
                 raise ModelImportError(f"{path.name} changed while it was being copied ({exc}); try again.") from exc
@@ -207,3 +218,93 @@ class ModelStore:
 def active_model_dir() -> Path:
     """Folder of the model the app and the CLI use (Preferences.model_id, else the bundled default)."""
     return ModelStore().active().dir
+
+
+# ------------------------------------------------------------------ the workstation's LiteRT artefacts
+
+LITERT_CACHE = "litert"  # cache folder: <cache>/litert/<weights SHA-256>/ model.tflite + artefact.json
+CONVERTING = "converting.pid"  # a conversion is running (its process id)
+FAILED = "failed.json"  # a conversion failed for good for these weights (not retried)
+
+
+def litert_cache(card: Any, root: str | os.PathLike | None = None) -> Path:
+    """The cache folder of the artefact made on this workstation for the card's weights."""
+    base = Path(root) if root is not None else cache_dir() / LITERT_CACHE
+    return base / str(card.weights["sha256"])
+
+
+def has_litert(model_dir: str | os.PathLike, card: Any, root: str | os.PathLike | None = None) -> bool:
+    """True when the model has a sound artefact of its own or in the cache (checks the SHA-256: ~0.1 s)."""
+    from fl.modelfile import INFERENCE_RECORD, ModelFileError, check_inference, read_record
+
+    weights = card.weights["sha256"]
+    if card.inference:
+        with contextlib.suppress(ModelFileError):
+            check_inference(model_dir, card.inference, weights)
+            return True
+    entry = litert_cache(card, root)
+    if (entry / INFERENCE_RECORD).is_file():
+        with contextlib.suppress(ModelFileError):
+            check_inference(entry, read_record(entry), weights)
+            return True
+    return False
+
+
+def conversion_failure(card: Any, root: str | os.PathLike | None = None) -> str | None:
+    """Why the workstation could not convert this model (then it keeps classifying with TensorFlow), or None."""
+    with contextlib.suppress(OSError, ValueError):
+        return str(json.loads((litert_cache(card, root) / FAILED).read_text(encoding="utf-8"))["reason"])
+    return None
+
+
+def start_conversion(model_dir: str | os.PathLike, card: Any, *, root: str | os.PathLike | None = None,
+                     wait: bool = False) -> subprocess.Popen | None:
+    """Convert the model to LiteRT once, in a background TensorFlow process at low priority, into the cache.
+
+    Nothing happens when it has a sound artefact, one is being made, or a conversion already failed for these
+    weights. Returns the process (None when nothing was started); with `wait`, waits for it. The app goes on
+    with TensorFlow meanwhile and uses the artefact from the next load of the model on.
+    """
+    from fl.litert_convert import REFUSED, command
+
+    if has_litert(model_dir, card, root) or conversion_failure(card, root) is not None:
+        return None
+    entry = litert_cache(card, root)
+    try:
+        entry.mkdir(parents=True, exist_ok=True)
+        lock = entry / CONVERTING
+        if _held(lock):
+            return None  # another FedXray process is converting it
+        lock.write_text("", encoding="ascii")
+        log = open(entry / "conversion.log", "wb")  # noqa: SIM115 - handed to the child process
+    except OSError:
+        return None  # a cache that cannot be written: stay with TensorFlow
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    with log:
+        proc = subprocess.Popen([*command(model_dir, into=entry), "--nice"], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    lock.write_text(str(proc.pid), encoding="ascii")
+
+    def finish() -> None:
+        code = proc.wait()
+        with contextlib.suppress(OSError):
+            lock.unlink()
+            if code == REFUSED:  # the converter refused the model: remember why, do not try again
+                reason = (entry / "conversion.log").read_text(encoding="utf-8", errors="replace").strip()
+                reason = reason.splitlines()[-1] if reason else f"exit code {code}"
+                (entry / FAILED).write_text(json.dumps({"reason": reason}), encoding="utf-8")
+
+    if wait:
+        finish()
+    else:
+        threading.Thread(target=finish, name="litert-conversion", daemon=True).start()
+    return proc
+
+
+def _held(lock: Path) -> bool:
+    """True while the process whose id is in `lock` runs."""
+    try:
+        os.kill(int(lock.read_text(encoding="ascii").strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True

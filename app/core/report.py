@@ -16,9 +16,8 @@ from PIL.PngImagePlugin import PngInfo
 from app.core import imaging
 from app.core.paths import atomic_write_bytes
 from fl.classes import CLASS_LABELS, CLASSES
+from fl.modelfile import INTENDED_USE  # the one intended-use statement (app, reports, CLI, README)
 
-INTENDED_USE = ("Decision support for research and clinical evaluation only — not a certified medical device; "
-                "not a diagnosis.")
 REPORT_TITLE = "FedXray — chest X-ray decision support report"
 _MAX_IMAGE_SIDE = 1200  # px embedded in the PDF (keeps it a few hundred KB)
 

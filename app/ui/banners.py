@@ -7,10 +7,11 @@ import html
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
+from app.core.report import INTENDED_USE
 from app.ui.notify import ERROR, INFO, WARNING, Message
 
-INTENDED_USE = ("Decision support for research and clinical evaluation — not a diagnosis, "
-                "not a certified medical device.")
+__all__ = ["INTENDED_USE", "GuardrailBanner", "IntendedUseBar", "MessageBar"]
+
 
 
 class IntendedUseBar(QFrame):

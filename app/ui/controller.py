@@ -89,6 +89,8 @@ class CaseController(QObject):
     def _model_loaded(self, value) -> None:
         card, legend = value
         self.model.set("ready", card=card)
+        if getattr(self.service, "notice", None):  # e.g. the LiteRT artefact was refused and TensorFlow runs the model instead
+            self.notifier.warning(self.service.notice)
         self.legendReady.emit(legend)
         if self._pending and self._opened is not None:
             self._classify()

@@ -49,7 +49,8 @@ class MainWindow(QMainWindow):
         self.runner = TaskRunner(self.notifier.task_failed, self, max_threads=3)
         self.document = CaseDocument(self)
         self.document.set_overlay(visible=self.prefs.heatmap_visible, opacity=self.prefs.heatmap_opacity)
-        self.service = service if service is not None else InferenceService()
+        # The app converts a model without a LiteRT artefact once, in the background, for its next start.
+        self.service = service if service is not None else InferenceService(convert_missing=True)
         self.model = ModelState(self)
         self.controller = CaseController(self.document, self.notifier, self.runner, self.service, self.model, self)
         self.history = self.labelled = None

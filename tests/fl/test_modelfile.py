@@ -103,3 +103,36 @@ def test_saving_over_an_existing_model_replaces_it_whole(saved):
     assert read_card(out).version == "2.0.0"
     assert sorted(p.name for p in out.iterdir()) == [CARD_FILE, WEIGHTS_FILE]
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_the_intended_use_statement_has_one_home():
+    """The app's bar, the reports, `fedxray classify`, new cards and the README all say fl.modelfile.INTENDED_USE."""
+    from pathlib import Path
+
+    from app.core import report
+    from fl.modelfile import INTENDED_USE
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert f"**Intended use.** {INTENDED_USE}" in readme
+    assert report.INTENDED_USE is INTENDED_USE and _card().intended_use == INTENDED_USE
+    banners = (Path(__file__).resolve().parents[2] / "app" / "ui" / "banners.py").read_text(encoding="utf-8")
+    assert "from app.core.report import INTENDED_USE" in banners and 'INTENDED_USE = ("' not in banners
+
+
+def test_inference_records_are_checked_and_dropped_with_new_weights(saved):
+    from fl.litert_convert import convert
+    from fl.modelfile import INFERENCE_FILE, check_inference
+
+    _, saved = saved
+    path = convert(saved)
+    card = read_card(saved)
+    assert path == saved / INFERENCE_FILE and card.inference["bytes"] == path.stat().st_size
+    assert check_inference(saved, card.inference, card.weights["sha256"]) == path
+    with pytest.raises(ModelFileError, match="made from other weights"):
+        check_inference(saved, card.inference, "f" * 64)
+    with pytest.raises(ModelFileError, match="not described completely"):
+        check_inference(saved, {"format": "litert", "file": INFERENCE_FILE}, card.weights["sha256"])
+    # Saving new weights into the folder drops the record (the artefact belonged to the old ones).
+    model, _ = load_model(saved)
+    again = save_model(model, saved, card)
+    assert again.inference == {} and read_card(saved).inference == {}

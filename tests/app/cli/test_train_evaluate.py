@@ -55,6 +55,16 @@ def test_train_writes_a_model_with_card_then_evaluate_reports_it(fedxray, shared
     r = fedxray("evaluate", "--data", data, "--model", out)
     assert "Confusion matrix" in r.stdout and "Pneumonia-Viral" in r.stdout
 
+    # The best model comes with its LiteRT artefact, recorded in the card; both engines give the same metrics.
+    assert card["inference"]["file"] == "model.tflite" and (out / "model.tflite").is_file()
+    assert card["inference"]["weights_sha256"] == card["weights"]["sha256"]
+    assert m["model"]["engine"] == "litert"
+    r = fedxray("evaluate", "--data", data, "--model", out, "--json", "--engine", "tensorflow")
+    assert r.returncode == 0, r.stderr[-2000:]
+    t = json.loads(r.stdout)
+    assert t["model"]["engine"] == "tensorflow" and t["confusion_matrix"] == m["confusion_matrix"]
+    assert abs(t["loss"] - m["loss"]) < 1e-5 and t["accuracy"] == m["accuracy"]
+
 
 def test_train_on_an_empty_folder_says_what_is_missing(fedxray, tmp_path):
     (tmp_path / "empty").mkdir()

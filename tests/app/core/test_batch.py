@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import shutil
 import threading
 
 import pytest
 
 from app.core import paths
-from app.core.batch import classify_folder, find_images, write_csv
+from app.core.batch import classify_folder, csv_text, find_images, write_csv
 from app.core.errors import DiskFullError
 from app.core.history import HistoryStore
 from fl.classes import CLASSES
@@ -116,3 +117,28 @@ def test_formula_like_file_names_stay_text(tmp_path):
     text = csv_text([BatchRow(path=Path("/x/=HYPERLINK(1).png"), error="-bad")])
     row = list(csv.DictReader(text.splitlines()))[0]
     assert row["file"] == "'=HYPERLINK(1).png" and row["error"] == "'-bad"
+
+
+def test_heatmap_names_are_unique_and_short_enough_for_any_file_system():
+    from pathlib import Path
+
+    from app.core.batch import MAX_HEATMAP_NAME_BYTES, heatmap_name
+
+    used: set[str] = set()
+    assert heatmap_name(Path("/a/chest.png"), used) == "chest.heatmap.png"
+    assert heatmap_name(Path("/b/chest.dcm"), used) == "chest-2.heatmap.png"
+    long_a, long_b = Path("ü" * 120 + "a.png"), Path("ü" * 120 + "b.png")   # 246 bytes each, same first 200
+    a, b = heatmap_name(long_a, used), heatmap_name(long_b, used)
+    assert a != b and all(len(n.encode()) <= MAX_HEATMAP_NAME_BYTES for n in (a, b))
+    assert a.startswith("ü" * 80) and a.endswith(".heatmap.png")
+    assert heatmap_name(long_a, used) != a                                  # the same long name twice
+
+
+def test_rows_carry_guardrail_codes_into_the_csv(folder, loaded_service):
+    rows = classify_folder(folder, loaded_service, cancel=threading.Event())
+    ct = next(r for r in rows if r.file_name == "IM0001")
+    assert ct.warning_codes == ["modality"] and ct.warnings[0].startswith("The DICOM modality is CT")
+    lines = list(csv.DictReader(io.StringIO(csv_text(rows))))
+    row = next(line for line in lines if line["file"] == "IM0001")
+    assert row["warning_codes"] == "modality" and row["warnings"] == ct.warnings[0]
+    assert ct.as_json()["warnings"] == [{"code": "modality", "message": ct.warnings[0]}]

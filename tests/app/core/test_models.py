@@ -40,6 +40,8 @@ def model_variant(src: Path, dst: Path, *, version: str) -> Path:
     w.write_bytes(bytes(data))
     card["version"] = version
     card["weights"]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    card["inference"] = {}  # its LiteRT artefact belonged to the old weights
+    (dst / "model.tflite").unlink(missing_ok=True)
     (dst / "card.json").write_text(json.dumps(card))
     return dst
 
@@ -50,7 +52,7 @@ def test_import_copies_verified_model(tiny_model_dir, bundled):
     m = store.import_model(tiny_model_dir)
     assert m.id == "fedxray-tiny-test-network-0.0.1-test" and not m.bundled
     assert m.dir == store.root / m.id
-    for name in ("card.json", "weights.safetensors"):
+    for name in ("card.json", "weights.safetensors", "model.tflite"):              # with its LiteRT artefact
         assert (m.dir / name).read_bytes() == (tiny_model_dir / name).read_bytes()
     assert m.card.version == "0.0.1-test" and m.card.demo is True
     assert [x.id for x in store.list()] == [BUNDLED_ID, m.id]
@@ -147,3 +149,33 @@ def test_no_model_at_all(tmp_path):
     store = ModelStore(tmp_path / "models", bundled_dir=tmp_path / "missing")
     with pytest.raises(ModelNotFoundError, match="No model is installed"):
         store.active()
+
+
+def test_a_tampered_litert_artefact_is_refused_at_import(tiny_model_dir, bundled, tmp_path):
+    src = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, src)
+    artefact = src / "model.tflite"
+    artefact.write_bytes(artefact.read_bytes()[:-1000])
+    store = ModelStore(bundled_dir=bundled)
+    with pytest.raises(ModelImportError, match="cannot be imported: its LiteRT file model.tflite has .* truncated"):
+        store.import_model(src)
+    assert [m.id for m in store.list()] == [BUNDLED_ID]
+
+
+def test_a_card_that_records_an_artefact_not_shipped_is_imported_and_converted_here(tiny_model_dir, bundled,
+                                                                                    tmp_path):
+    """A release downloads the weights and the card only: the model is installed; the app makes the artefact."""
+    from app.core.inference import InferenceService
+
+    src = tmp_path / "release"
+    shutil.copytree(tiny_model_dir, src)
+    (src / "model.tflite").unlink()
+    m = ModelStore(bundled_dir=bundled).import_model(src)
+    assert not (m.dir / "model.tflite").exists() and m.card.inference
+    svc = InferenceService(convert_missing=True)
+    svc.load(m.dir)
+    assert svc.engine == "tensorflow" and "is missing" in svc.notice
+    assert svc.conversion.wait(timeout=600) == 0
+    again = InferenceService()
+    again.load(m.dir)
+    assert again.engine == "litert" and again.notice is None  # an artefact not shipped is no news
