@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from central import pki
-from central.client import AdminError
 from central.home import CentralHome
 from fl.processes import flower_env
 
 CONNECTION = "fedxray-central"
+
+
+class FlowerToolError(Exception):
+    """Flower's `flwr` tool failed or the SuperLink refused; the message says why and where to look."""
 
 
 def default_app_dir() -> Path:
@@ -32,7 +35,7 @@ def flwr_home(home: CentralHome) -> Path:
     runtime = home.read_runtime() or {}
     address = runtime.get("superlink_address")
     if not address:
-        raise AdminError(
+        raise FlowerToolError(
             f"The central service on {home.root} has not recorded its SuperLink address; restart it."
         )
     folder = home.root / "flwr"
@@ -55,10 +58,10 @@ def flwr(home: CentralHome, *args: str, timeout: float = 120.0) -> dict:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout,
                               cwd=home.root, stdin=subprocess.DEVNULL)  # fmt: skip
     except subprocess.TimeoutExpired as exc:
-        raise AdminError(f"`flwr {args[0]}` got no answer from the SuperLink within {timeout:.0f} s; "
+        raise FlowerToolError(f"`flwr {args[0]}` got no answer from the SuperLink within {timeout:.0f} s; "
                          f"see {home.logs_dir / 'superlink.log'}") from exc  # fmt: skip
     except OSError as exc:
-        raise AdminError(
+        raise FlowerToolError(
             f"Cannot run Flower's `flwr` command ({exc}); is FedXray installed completely?"
         ) from exc
     start = done.stdout.find("{")
@@ -68,7 +71,7 @@ def flwr(home: CentralHome, *args: str, timeout: float = 120.0) -> dict:
         data = None
     if not isinstance(data, dict):
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise AdminError(
+        raise FlowerToolError(
             f"`flwr {args[0]}` failed (exit code {done.returncode}): {' / '.join(tail) or 'no output'}"
         )
     return data
@@ -76,11 +79,11 @@ def flwr(home: CentralHome, *args: str, timeout: float = 120.0) -> dict:
 
 def launch_run(home: CentralHome, app_dir: Path, overrides: dict[str, Any], *, name: str) -> int:
     """`flwr run APP` on the loopback SuperLink with these run-config overrides (kept as
-    <home>/flwr/runs/<name>.toml); the Flower run id. AdminError with Flower's reason if it was refused."""
+    <home>/flwr/runs/<name>.toml); the Flower run id. FlowerToolError with Flower's reason if it was refused."""
     config_file = write_run_config(home.root / "flwr" / "runs" / f"{name}.toml", overrides)
     answer = flwr(home, "run", str(app_dir), CONNECTION, "--run-config", str(config_file), timeout=300)
     if not answer.get("success") or not answer.get("run-id"):
-        raise AdminError(flower_error(answer))
+        raise FlowerToolError(flower_error(answer))
     return int(answer["run-id"])
 
 
@@ -100,13 +103,25 @@ def app_config(app_dir: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise AdminError(f"{app_dir} is not a Flower app: it has no pyproject.toml.") from None
+        raise FlowerToolError(f"{app_dir} is not a Flower app: it has no pyproject.toml.") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise AdminError(f"The Flower app's {pyproject} is unreadable ({exc}).") from None
+        raise FlowerToolError(f"The Flower app's {pyproject} is unreadable ({exc}).") from None
     config = data.get("tool", {}).get("flwr", {}).get("app", {}).get("config")
     if not isinstance(config, dict):
-        raise AdminError(f"{pyproject} has no [tool.flwr.app.config] section: it is not a Flower app.")
+        raise FlowerToolError(f"{pyproject} has no [tool.flwr.app.config] section: it is not a Flower app.")
     return config
+
+
+def app_components(app_dir: Path) -> dict[str, str]:
+    """The app's `[tool.flwr.app.components]` (serverapp, clientapp): which code the run executes."""
+    try:
+        data = tomllib.loads((app_dir / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise FlowerToolError(f"{app_dir} is not a readable Flower app ({exc}).") from None
+    components = data.get("tool", {}).get("flwr", {}).get("app", {}).get("components")
+    if not isinstance(components, dict):
+        raise FlowerToolError(f"{app_dir / 'pyproject.toml'} names no [tool.flwr.app.components].")
+    return {str(k): str(v) for k, v in components.items()}
 
 
 def coerce(key: str, value: Any, default: Any) -> Any:
@@ -124,7 +139,7 @@ def coerce(key: str, value: Any, default: Any) -> Any:
             return int(value)
     elif isinstance(default, str):
         return str(value)
-    raise AdminError(
+    raise FlowerToolError(
         f"Run setting {key!r} takes a {type(default).__name__} (like {default!r}), not {value!r}."
     )
 

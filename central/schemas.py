@@ -137,6 +137,16 @@ class RunPublic(BaseModel):
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     resumes: int = 0
+    started_by: str | None = None
+    fab: JsonObject | None = Field(default=None, description="the Flower app the run executes: fab_hash, fab_id, "
+                                   "fab_version, components, installed_code (FedXray's installed code)")
+
+
+class ReplyIn(Strict):
+    node_id: NodeId
+    phase: str = Field(pattern=r"^(train|evaluate)$")
+    verdict: str = Field(pattern=r"^(accepted|refused|error|declined)$")
+    arrays_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class RoundUpdate(Strict):
@@ -144,6 +154,36 @@ class RoundUpdate(Strict):
     train_metrics: JsonObject | None = None
     evaluate_metrics: JsonObject | None = None
     server_metrics: JsonObject | None = None
+    replies: list[ReplyIn] | None = Field(default=None, max_length=20000,
+                                          description="every site's reply of the round, as the ServerApp judged it")
+
+
+class RunStart(Strict):
+    settings: JsonObject = Field(default_factory=dict, description="run settings of the Flower app (kebab-case "
+                                 "keys of its [tool.flwr.app.config]); unset ones keep the app's defaults")
+    app_dir: str | None = Field(default=None, max_length=1000, description="a Flower app folder on the central "
+                                "machine (default: FedXray's own, fl/flwr_app)")
+
+
+class RunStarted(BaseModel):
+    run: RunPublic
+    flower: dict[str, Any] = Field(description='as `flwr run --format json` gives it: {"success", "run-id"}')
+    sites_online: int | None
+    config: JsonObject
+
+
+class RunList(BaseModel):
+    runs: list[dict[str, Any]]
+    flower_problem: str | None
+
+
+class RunDetail(BaseModel):
+    run: RunPublic
+    rounds: list[dict[str, Any]]
+    flower: dict[str, Any] | None
+    flower_problem: str | None
+    model_versions: list[dict[str, Any]]
+    replies: list[dict[str, Any]] = Field(default_factory=list, description="each site's reply per round")
 
 
 class RoundPublic(BaseModel):

@@ -19,6 +19,7 @@ from central.api.context import CentralContext
 from central.crud import credentials as credentials_crud
 from central.db.engine import make_engine, mask_url, migrate, session_factory, transaction
 from central.home import CentralHome, HomeError, ServeLock, initialize
+from central.run_lifecycle import RunLifecycle
 from central.runkeeper import RunKeeper
 from central.settings import Settings, database_label
 from central.superlink import SuperLinkControl, SuperLinkError, SuperLinkProcess
@@ -98,7 +99,8 @@ def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str]
 
         _kill_stale_superlink(home)
         control = SuperLinkControl(address=f"127.0.0.1:{settings.superlink_port}", ca_cert=home.ca_cert)
-        keeper = RunKeeper(home=home, sessions=session_factory(engine), control=control)
+        lifecycle = RunLifecycle(home=home, sessions=session_factory(engine), control=control)
+        keeper = RunKeeper(lifecycle=lifecycle, sessions=session_factory(engine), control=control)
 
         def superlink_started(pid: int) -> None:
             _write_runtime(home, settings, pid)
@@ -111,7 +113,7 @@ def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str]
             extra_env=serverapp_env(home, settings),
         )
         superlink.start()
-        ctx = CentralContext(settings=settings, engine=engine, control=control)
+        ctx = CentralContext(settings=settings, engine=engine, control=control, runs=lifecycle)
         ctx.poll_superlink()
         ctx.start_background()
         keeper.start()

@@ -200,6 +200,19 @@ class RunState:
     status: str  # pending | starting | running | finished
     sub_status: str  # completed | failed | stopped | "" (not finished)
     details: str
+    fab_id: str = ""
+    fab_version: str = ""
+    fab_hash: str = ""  # SHA-256 of the Flower app bundle the SuperLink ships to every node
+    running_at: str = ""
+    finished_at: str = ""
+    bytes_sent: int = 0
+    bytes_recv: int = 0
+
+    def summary(self) -> dict:
+        """What `run status` shows of Flower's view (keys as `flwr ls` names them)."""
+        return {"status": self.label, "status-details": self.details or None, "running-at": self.running_at or None,
+                "finished-at": self.finished_at or None, "fab-hash": self.fab_hash or None,
+                "bytes-sent": self.bytes_sent, "bytes-received": self.bytes_recv}  # fmt: skip
 
     @property
     def label(self) -> str:
@@ -300,6 +313,13 @@ class SuperLinkControl:
                 status=r.status.status,
                 sub_status=r.status.sub_status,
                 details=r.status.details,
+                fab_id=r.fab_id,
+                fab_version=r.fab_version,
+                fab_hash=r.fab_hash,
+                running_at=r.running_at,
+                finished_at=r.finished_at,
+                bytes_sent=int(r.bytes_sent),
+                bytes_recv=int(r.bytes_recv),
             )  # fmt: skip
             for run_id, r in response.run_dict.items()
         }

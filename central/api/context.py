@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.crud import enrollment as enrollment_crud
 from central.db.engine import session_factory, transaction
 from central.db.models import utcnow
+from central.run_lifecycle import RunLifecycle
 from central.settings import Settings
 from central.superlink import NodeState, SuperLinkControl, SuperLinkError
 
@@ -53,12 +54,14 @@ class SuperLinkStatus:
 class CentralContext:
     """Per-service state shared by the routes."""
 
-    def __init__(self, *, settings: Settings, engine: Engine, control: SuperLinkControl | None) -> None:
+    def __init__(self, *, settings: Settings, engine: Engine, control: SuperLinkControl | None,
+                 runs: RunLifecycle | None = None) -> None:  # fmt: skip
         self.settings = settings
         self.home = settings.home
         self.engine = engine
         self.sessions: sessionmaker[Session] = session_factory(engine)
         self.control = control
+        self.runs = runs  # the one owner of runs' lifecycle (starts, stops, resumes)
         self.fleet = FleetState()
         self.superlink = SuperLinkStatus()
         self._stop = threading.Event()

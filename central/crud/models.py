@@ -14,6 +14,17 @@ from central.db.models import ModelVersion, utcnow
 RELEASE_FORMAT = "fedxray-model-release/1"
 
 
+def key_metrics(card: dict) -> dict:
+    """Accuracy, macro-F1 and loss from a card: the server-side test set if it has one, else validation."""
+    metrics = card.get("metrics") or {}
+    for source in ("test", "validation"):
+        m = metrics.get(source)
+        if isinstance(m, dict) and m.get("accuracy") is not None:
+            return {"source": source, "accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"),
+                    "loss": m.get("loss"), "num_examples": m.get("num_examples")}  # fmt: skip
+    return {"source": None, "accuracy": None, "macro_f1": None, "loss": None, "num_examples": None}
+
+
 def create_model_version(
     *,
     session: Session,

@@ -242,7 +242,7 @@ def payload_bytes() -> dict:
 
 def deployment(args, tmp: Path, transfer: str) -> dict:
     """3 SuperNodes + flwr run on loopback: round times, compute, overhead, Flower's traffic counters."""
-    from fl.launch import run_info, start_run
+    from tests.support.launch import run_info, start_run
 
     sites = make_sites(shared_data_dir() / "cxr", tmp / "sites", shares=NON_IID, per_class=args.per_class)
     tls = make_test_ca(tmp / "pki")

@@ -34,7 +34,7 @@ def list_runs(
 
 @router.post("", response_model=RunPublic, status_code=status.HTTP_201_CREATED)
 def create_run(body: RunCreate, principal: WriterDep, session: SessionDep) -> RunPublic:
-    """Record a run (issue 5: `fedxray-central run start`, or the ServerApp)."""
+    """Record a run that a ServerApp started some other way (runs the central starts: POST /api/v1/admin/runs)."""
     try:
         run = crud.create_run(
             session=session, num_rounds=body.num_rounds, min_sites=body.min_sites, config=body.config,
@@ -87,4 +87,7 @@ def put_round(
         session=session, run=run, server_round=server_round, num_sites=body.num_sites,
         train_metrics=body.train_metrics, evaluate_metrics=body.evaluate_metrics, server_metrics=body.server_metrics,
     )  # fmt: skip
+    if body.replies is not None:
+        crud.record_replies(session=session, run=run, server_round=server_round,
+                            replies=[r.model_dump() for r in body.replies])  # fmt: skip
     return RoundPublic.model_validate(row)
