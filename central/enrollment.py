@@ -14,9 +14,9 @@ from central.crud import credentials as credentials_crud
 from central.crud import enrollment as crud
 from central.db.engine import transaction
 from central.db.models import Workstation, utcnow
+from central.flower.control import SuperLinkError
 from central.schemas import EnrollmentPublic, NodePublic, TokenCreated
 from central.security import PublicKeyError, node_public_key_pem, public_key_sha256
-from central.superlink import SuperLinkError
 
 log = logging.getLogger("central.enrollment")
 

@@ -27,16 +27,10 @@ from central.crud import audit
 from central.crud import runs as runs_crud
 from central.db.engine import transaction
 from central.db.models import ModelVersion, Run
-from central.flower_cli import (
-    FlowerToolError,
-    app_components,
-    app_config,
-    coerce,
-    default_app_dir,
-    launch_run,
-)
+from central.flower.app import app_components, app_config, coerce, default_app_dir
+from central.flower.control import RunState, SuperLinkControl, SuperLinkError
+from central.flower.flwr_tool import FlowerToolError, launch_run
 from central.home import CentralHome
-from central.superlink import RunState, SuperLinkControl, SuperLinkError
 from fl.metrics import selection_score
 from fl.modelfile import sha256_file
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from central.crud import models as models_crud
 from central.crud import runs as runs_crud
+from central.flower.control import RunState, SuperLinkError
 from central.run_lifecycle import settable_defaults  # noqa: F401 (the form's and the CLI's defaults)
 from central.schemas import RoundPublic, RunPublic
-from central.superlink import RunState, SuperLinkError
 
 
 def flower_states(ctx) -> tuple[dict[int, RunState], str | None]:

@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.crud import runs as runs_crud
 from central.db.models import Run
+from central.flower.control import RunState, SuperLinkControl, SuperLinkError
 from central.run_lifecycle import MAX_RESUMES, RunLifecycle, saved_versions, score  # noqa: F401 (re-exported)
-from central.superlink import RunState, SuperLinkControl, SuperLinkError
 
 log = logging.getLogger("central.runkeeper")
 

@@ -18,11 +18,12 @@ from central.api.app import create_app
 from central.api.context import CentralContext
 from central.crud import credentials as credentials_crud
 from central.db.engine import make_engine, mask_url, migrate, session_factory, transaction
+from central.flower.control import SuperLinkControl, SuperLinkError
+from central.flower.supervisor import SuperLinkProcess
 from central.home import CentralHome, HomeError, ServeLock, initialize
 from central.run_lifecycle import RunLifecycle
 from central.runkeeper import RunKeeper
 from central.settings import Settings, database_label
-from central.superlink import SuperLinkControl, SuperLinkError, SuperLinkProcess
 from fl.processes import descendants
 
 log = logging.getLogger("central.server")

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.crud import enrollment as enrollment_crud
 from central.db.engine import session_factory, transaction
 from central.db.models import utcnow
+from central.flower.control import NodeState, SuperLinkControl, SuperLinkError
 from central.run_lifecycle import RunLifecycle
 from central.settings import Settings
-from central.superlink import NodeState, SuperLinkControl, SuperLinkError
 
 log = logging.getLogger("central.api")
 

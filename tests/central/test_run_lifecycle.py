@@ -33,7 +33,7 @@ def lifecycle(tmp_path):
 
 
 def app_defaults() -> dict:
-    """[tool.flwr.app.config] of FedXray's app, read here independently of central.flower_cli."""
+    """[tool.flwr.app.config] of FedXray's app, read here independently of central.flower.app."""
     data = tomllib.loads((flower_app_dir() / "pyproject.toml").read_text())
     return data["tool"]["flwr"]["app"]["config"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from central import pki
-from central.commands.common import add_home
+from central.cli.common import add_home
 from central.db.engine import DatabaseURLError
 from central.home import HomeError, resolve_home
 from central.settings import Settings, SettingsError, resolve_database_url

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from central.client import AdminClient, AdminError
-from central.commands.common import add_home, add_json, emit, table
-from central.commands.models import fmt
-from central.flower_cli import parse_value
+from central.cli.admin_client import AdminClient, AdminError
+from central.cli.common import add_home, add_json, emit, table
+from central.cli.models import fmt
+from central.flower.app import parse_value
 from central.home import resolve_home
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from central.client import AdminClient, AdminError
-from central.commands.common import add_home, add_json, emit, table
+from central.cli.admin_client import AdminClient, AdminError
+from central.cli.common import add_home, add_json, emit, table
 from central.crud.models import key_metrics
 from central.home import resolve_home
 

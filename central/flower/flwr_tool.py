@@ -1,14 +1,12 @@
-"""The `flwr` CLI as the central uses it (admin commands and the run keeper): a private FLWR_HOME whose only
-connection is the loopback SuperLink (TLS, the central's CA), the Flower app's run config, and JSON answers."""
+"""Flower's `flwr` tool as the run lifecycle uses it to launch runs: a private FLWR_HOME whose only connection is
+the loopback SuperLink (TLS, the central's CA), a run-config file per run, and JSON answers."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +19,6 @@ CONNECTION = "fedxray-central"
 
 class FlowerToolError(Exception):
     """Flower's `flwr` tool failed or the SuperLink refused; the message says why and where to look."""
-
-
-def default_app_dir() -> Path:
-    """FedXray's Flower app (fl/flwr_app: a pyproject naming fl.server_app:app and fl.client_app:app)."""
-    import fl
-
-    return Path(fl.__file__).resolve().parent / "flwr_app"
 
 
 def flwr_home(home: CentralHome) -> Path:
@@ -95,61 +86,6 @@ def flower_error(data: dict) -> str:
         return coded[-1]
     listed = [ln.removeprefix("- ") for ln in lines if ln.startswith("- ")]  # e.g. an invalid app's problems
     return "; ".join(listed) if listed else (lines or ["no reason given"])[-1]
-
-
-def app_config(app_dir: Path) -> dict[str, Any]:
-    """The run settings a Flower app takes: `[tool.flwr.app.config]` of its pyproject.toml."""
-    pyproject = app_dir / "pyproject.toml"
-    try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FlowerToolError(f"{app_dir} is not a Flower app: it has no pyproject.toml.") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise FlowerToolError(f"The Flower app's {pyproject} is unreadable ({exc}).") from None
-    config = data.get("tool", {}).get("flwr", {}).get("app", {}).get("config")
-    if not isinstance(config, dict):
-        raise FlowerToolError(f"{pyproject} has no [tool.flwr.app.config] section: it is not a Flower app.")
-    return config
-
-
-def app_components(app_dir: Path) -> dict[str, str]:
-    """The app's `[tool.flwr.app.components]` (serverapp, clientapp): which code the run executes."""
-    try:
-        data = tomllib.loads((app_dir / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise FlowerToolError(f"{app_dir} is not a readable Flower app ({exc}).") from None
-    components = data.get("tool", {}).get("flwr", {}).get("app", {}).get("components")
-    if not isinstance(components, dict):
-        raise FlowerToolError(f"{app_dir / 'pyproject.toml'} names no [tool.flwr.app.components].")
-    return {str(k): str(v) for k, v in components.items()}
-
-
-def coerce(key: str, value: Any, default: Any) -> Any:
-    """`value` in the type of the app's default for `key` (an int where a float is expected is fine)."""
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-    elif isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
-            return float(value)
-    elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif isinstance(default, str):
-        return str(value)
-    raise FlowerToolError(
-        f"Run setting {key!r} takes a {type(default).__name__} (like {default!r}), not {value!r}."
-    )
-
-
-def parse_value(text: str) -> Any:
-    """A --set value: a TOML number, boolean or quoted string; anything else is taken as a plain string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 def write_run_config(path: Path, config: dict[str, Any]) -> Path:
