@@ -10,10 +10,7 @@ its settings and the identity of the Flower app (FAB) that runs, then launched o
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +29,7 @@ from central.flower.control import RunState, SuperLinkControl, SuperLinkError
 from central.flower.flwr_tool import FlowerToolError, launch_run
 from central.home import CentralHome
 from fl.metrics import selection_score
-from fl.modelfile import sha256_file
+from fl.modelfile import ModelFileError, sha256_file, write_model_folder
 
 log = logging.getLogger("central.runs")
 
@@ -294,21 +291,13 @@ class RunLifecycle:
     def _materialize(self, run: Run, version: ModelVersion) -> Path:
         """<home>/runs/resume/run-N/<version>/: the stored weights (SHA-256 checked) and the card."""
         folder = self.home.root / "runs" / "resume" / f"run-{run.id}" / version.version
-        card = dict(version.card)
-        name = Path(card.get("weights", {}).get("file") or "weights.safetensors").name
+        name = Path((version.card.get("weights") or {}).get("file") or "weights.safetensors").name
         if (folder / name).is_file() and sha256_file(folder / name) == version.file_sha256:
-            return folder
-        stored = self.home.model_file(version.id)
-        if sha256_file(stored) != version.file_sha256:
-            raise OSError(f"the stored file of {version.version} does not match its SHA-256")
-        tmp = folder.with_name(f".{folder.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+            return folder  # prepared at an earlier attempt
+        if (version.card.get("weights") or {}).get("sha256") != version.file_sha256:
+            raise OSError(f"the card of {version.version} does not record the SHA-256 of its uploaded file")
         try:
-            os.link(stored, tmp / name)
-        except OSError:
-            shutil.copyfile(stored, tmp / name)
-        (tmp / "card.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+            write_model_folder(folder, card=version.card, weights=self.home.model_file(version.id), how="link")
+        except ModelFileError as exc:
+            raise OSError(f"the stored file of {version.version} does not match its card: {exc}") from exc
         return folder

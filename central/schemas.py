@@ -8,9 +8,11 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from fl.release import VERSION_PATTERN
+
 SiteName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
                                             pattern=r"^[^\x00-\x1f\x7f]+$")]  # fmt: skip
-Version = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 NodeId = Annotated[int, Field(ge=1, le=2**64 - 1)]
 
 
@@ -230,6 +232,21 @@ class ReleasePublic(BaseModel):
     manifest: str = Field(description="The exact signed bytes (canonical JSON, ASCII)")
     signature: str = Field(description="base64 Ed25519 signature of `manifest` by the model-signing key")
     card: JsonObject
+
+
+# ---------------------------------------------------------------- administrator accounts
+class AccountCreate(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class AccountPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    created_at: dt.datetime
+    created_by: str
+    disabled_at: dt.datetime | None
+    last_sign_in_at: dt.datetime | None
 
 
 # ---------------------------------------------------------------- audit, health
