@@ -43,6 +43,19 @@ def create_token(
                             ca_fingerprint=ctx.ca_fingerprint)  # fmt: skip
 
 
+def revoke_token(*, ctx: CentralContext, token_id: int, actor: str):
+    """Revoke an unused enrolment token; HTTPException 404 / 409 when there is none or it was used."""
+    with transaction(ctx.sessions) as session:
+        row = crud.get_token(session=session, token_id=token_id)
+        if row is None:
+            raise HTTPException(404, detail=f"No enrolment token has id {token_id}.")
+        if not crud.revoke_token(session=session, token=row):
+            raise HTTPException(409, detail=f"Token {token_id} is already {crud.token_state(row)}.")
+        audit.record(session=session, actor=actor, action="token.revoke", target=f"token:{token_id}",
+                     detail={"site": row.site.name})  # fmt: skip
+        return row
+
+
 def redeem(
     *, ctx: CentralContext, token: str, public_key: str, hostname: str | None, superlink_address: str
 ) -> EnrollmentPublic:

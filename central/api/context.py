@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.crud import enrollment as enrollment_crud
+from central.dashboard.accounts import SignInLimiter
 from central.db.engine import session_factory, transaction
 from central.db.models import utcnow
 from central.flower.control import NodeState, SuperLinkControl, SuperLinkError
@@ -62,6 +63,7 @@ class CentralContext:
         self.sessions: sessionmaker[Session] = session_factory(engine)
         self.control = control
         self.runs = runs  # the one owner of runs' lifecycle (starts, stops, resumes)
+        self.sign_in_limiter = SignInLimiter()  # the dashboard's failed sign-ins, per account and address
         self.fleet = FleetState()
         self.superlink = SuperLinkStatus()
         self._stop = threading.Event()

@@ -30,7 +30,7 @@ def db_url(request, tmp_path):
     return request.getfixturevalue("postgres_url")
 
 
-HEAD = "0003"  # the newest migration in central/migrations/versions
+HEAD = "0004"  # the newest migration in central/migrations/versions
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_migrations_build_exactly_the_declared_schema_and_are_idempotent(db_url)
     assert diff == []
     tables = set(inspect(engine).get_table_names())
     assert {"sites", "enrollment_tokens", "workstations", "credentials", "runs", "rounds", "model_versions",
-            "audit_events", "round_replies"} <= tables
+            "audit_events", "round_replies", "admin_accounts", "admin_sessions"} <= tables
     engine.dispose()
 
 
