@@ -43,7 +43,8 @@ def release_version(*, sessions, home: CentralHome, version: str, actor: str) ->
         signature = pki.sign(home.signing_key, manifest)
         before = crud.latest_release(session=session)
         crud.release(session=session, model=row, signature=signature, manifest=manifest)
-        audit.record(session=session, actor=actor, action="model.release", target=f"model:{version}",
-                     detail={"sha256": row.file_sha256, "signature": base64.b64encode(signature).decode()[:16] + "…",
-                             "superseded": before.version if before is not None and before.id != row.id else None})
+        detail = {"sha256": row.file_sha256, "signature": base64.b64encode(signature).decode()[:16] + "…"}
+        if before is not None and before.id != row.id:
+            detail["superseded"] = before.version
+        audit.record(session=session, actor=actor, action="model.release", target=f"model:{version}", detail=detail)
         return row

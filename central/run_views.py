@@ -12,15 +12,24 @@ from central.flower.control import RunState, SuperLinkError
 from central.run_lifecycle import settable_defaults  # noqa: F401 (the form's and the CLI's defaults)
 from central.schemas import RoundPublic, RunPublic
 
+FLOWER_MAX_AGE = 2.0  # seconds a page may show Flower's run states from an earlier request
+
 
 def flower_states(ctx) -> tuple[dict[int, RunState], str | None]:
-    """Flower's view of its runs by run id, and a problem note when the SuperLink could not say."""
+    """Flower's view of its runs by run id (asked at most every FLOWER_MAX_AGE seconds, however many pages and
+    commands ask), and a problem note when the SuperLink could not say."""
     if ctx.control is None:
         return {}, "no SuperLink"
+    cached = ctx.flower_runs
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < FLOWER_MAX_AGE:
+        return cached[1], cached[2]
     try:
-        return ctx.control.list_runs(), None
+        answer = (ctx.control.list_runs(), None)
     except SuperLinkError as exc:
-        return {}, str(exc)
+        answer = ({}, str(exc))
+    ctx.flower_runs = (now, *answer)
+    return answer
 
 
 def sites_online(ctx) -> int | None:

@@ -64,6 +64,7 @@ class CentralContext:
         self.control = control
         self.runs = runs  # the one owner of runs' lifecycle (starts, stops, resumes)
         self.sign_in_limiter = SignInLimiter()  # the dashboard's failed sign-ins, per account and address
+        self.flower_runs: tuple | None = None  # (monotonic time, Flower's run states, problem): central.run_views
         self.fleet = FleetState()
         self.superlink = SuperLinkStatus()
         self._stop = threading.Event()

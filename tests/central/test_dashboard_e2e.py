@@ -220,6 +220,10 @@ def test_a_run_started_from_the_form_trains_and_its_charts_gain_points(dash):
     wait_for(lambda: dash.chart_points("accuracy") >= 1, timeout=480, interval=2,
              what=f"round 1 on the run's chart\n{dash.tails()}")  # fmt: skip
     assert dash.chart_points("accuracy") == 1 and dash.path() == f"/dashboard/runs/{run_id}"
+    # The tables below the charts follow too (htmx fetches them again when the charts see a new round).
+    wait_for(lambda: [a.text for a in dash.all("#rounds-table a")] == [f"run{run_id}-round1"], timeout=30,
+             interval=1, what="the rounds table to show round 1's model version")  # fmt: skip
+    assert "Confusion matrix, round 1" in dash.css("#run-tables").text
     dash.shot("07-run-during")
     dash.open("/dashboard/")
     dash.shot("08-overview-during")
@@ -364,7 +368,9 @@ def test_a_workstation_credential_cannot_open_any_page(dash):
                 r = client.get(path, headers={"Authorization": f"Bearer {credential}"})
                 assert r.status_code == 403 and "cannot open the dashboard" in r.text, (path, credential[:4])
             # Nor as a session cookie, nor as a password.
-            r = client.get("/dashboard/", cookies={"__Host-fedxray_session": credential})
+            with httpx.Client(base_url=dash.central.url, verify=dash.central.ssl_context(),
+                              cookies={"__Host-fedxray_session": credential}) as with_cookie:  # fmt: skip
+                r = with_cookie.get("/dashboard/")
             assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/sign-in")
     dash.sign_in("alice", ws_credential)
     assert "do not match" in dash.css("#sign-in-error").text or "Too many" in dash.css("#sign-in-error").text
