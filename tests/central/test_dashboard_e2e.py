@@ -78,11 +78,19 @@ class Dash:
 
     def click(self, selector: str) -> None:
         """Click a link or submit button and wait until the next page has replaced this one."""
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
 
         old = self.css("html")
-        self.css(selector).click()
+        for attempt in range(3):  # chromedriver can lose a node it just found while the page settles
+            try:
+                self.css(selector).click()
+                break
+            except (StaleElementReferenceException, WebDriverException) as exc:
+                if attempt == 2 or "document" not in str(exc) and not isinstance(exc, StaleElementReferenceException):
+                    raise
+                time.sleep(0.5)
         WebDriverWait(self.browser, 60).until(expected_conditions.staleness_of(old))
         WebDriverWait(self.browser, 60).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
