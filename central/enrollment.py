@@ -14,9 +14,9 @@ from central.crud import credentials as credentials_crud
 from central.crud import enrollment as crud
 from central.db.engine import transaction
 from central.db.models import Workstation, utcnow
+from central.flower.control import SuperLinkError
 from central.schemas import EnrollmentPublic, NodePublic, TokenCreated
 from central.security import PublicKeyError, node_public_key_pem, public_key_sha256
-from central.superlink import SuperLinkError
 
 log = logging.getLogger("central.enrollment")
 
@@ -41,6 +41,19 @@ def create_token(
                      detail={"site": site, "expires_at": row.expires_at.isoformat()})  # fmt: skip
         return TokenCreated(id=row.id, token=token, site=site, expires_at=row.expires_at,
                             ca_fingerprint=ctx.ca_fingerprint)  # fmt: skip
+
+
+def revoke_token(*, ctx: CentralContext, token_id: int, actor: str):
+    """Revoke an unused enrolment token; HTTPException 404 / 409 when there is none or it was used."""
+    with transaction(ctx.sessions) as session:
+        row = crud.get_token(session=session, token_id=token_id)
+        if row is None:
+            raise HTTPException(404, detail=f"No enrolment token has id {token_id}.")
+        if not crud.revoke_token(session=session, token=row):
+            raise HTTPException(409, detail=f"Token {token_id} is already {crud.token_state(row)}.")
+        audit.record(session=session, actor=actor, action="token.revoke", target=f"token:{token_id}",
+                     detail={"site": row.site.name})  # fmt: skip
+        return row
 
 
 def redeem(

@@ -8,9 +8,11 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from fl.release import VERSION_PATTERN
+
 SiteName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
                                             pattern=r"^[^\x00-\x1f\x7f]+$")]  # fmt: skip
-Version = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 NodeId = Annotated[int, Field(ge=1, le=2**64 - 1)]
 
 
@@ -137,6 +139,16 @@ class RunPublic(BaseModel):
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     resumes: int = 0
+    started_by: str | None = None
+    fab: JsonObject | None = Field(default=None, description="the Flower app the run executes: fab_hash, fab_id, "
+                                   "fab_version, components, installed_code (FedXray's installed code)")
+
+
+class ReplyIn(Strict):
+    node_id: NodeId
+    phase: str = Field(pattern=r"^(train|evaluate)$")
+    verdict: str = Field(pattern=r"^(accepted|refused|error|declined)$")
+    arrays_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class RoundUpdate(Strict):
@@ -144,6 +156,36 @@ class RoundUpdate(Strict):
     train_metrics: JsonObject | None = None
     evaluate_metrics: JsonObject | None = None
     server_metrics: JsonObject | None = None
+    replies: list[ReplyIn] | None = Field(default=None, max_length=20000,
+                                          description="every site's reply of the round, as the ServerApp judged it")
+
+
+class RunStart(Strict):
+    settings: JsonObject = Field(default_factory=dict, description="run settings of the Flower app (kebab-case "
+                                 "keys of its [tool.flwr.app.config]); unset ones keep the app's defaults")
+    app_dir: str | None = Field(default=None, max_length=1000, description="a Flower app folder on the central "
+                                "machine (default: FedXray's own, fl/flwr_app)")
+
+
+class RunStarted(BaseModel):
+    run: RunPublic
+    flower: dict[str, Any] = Field(description='as `flwr run --format json` gives it: {"success", "run-id"}')
+    sites_online: int | None
+    config: JsonObject
+
+
+class RunList(BaseModel):
+    runs: list[dict[str, Any]]
+    flower_problem: str | None
+
+
+class RunDetail(BaseModel):
+    run: RunPublic
+    rounds: list[dict[str, Any]]
+    flower: dict[str, Any] | None
+    flower_problem: str | None
+    model_versions: list[dict[str, Any]]
+    replies: list[dict[str, Any]] = Field(default_factory=list, description="each site's reply per round")
 
 
 class RoundPublic(BaseModel):
@@ -190,6 +232,21 @@ class ReleasePublic(BaseModel):
     manifest: str = Field(description="The exact signed bytes (canonical JSON, ASCII)")
     signature: str = Field(description="base64 Ed25519 signature of `manifest` by the model-signing key")
     card: JsonObject
+
+
+# ---------------------------------------------------------------- administrator accounts
+class AccountCreate(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class AccountPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    created_at: dt.datetime
+    created_by: str
+    disabled_at: dt.datetime | None
+    last_sign_in_at: dt.datetime | None
 
 
 # ---------------------------------------------------------------- audit, health

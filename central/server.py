@@ -18,10 +18,12 @@ from central.api.app import create_app
 from central.api.context import CentralContext
 from central.crud import credentials as credentials_crud
 from central.db.engine import make_engine, mask_url, migrate, session_factory, transaction
+from central.flower.control import SuperLinkControl, SuperLinkError
+from central.flower.supervisor import SuperLinkProcess
 from central.home import CentralHome, HomeError, ServeLock, initialize
+from central.run_lifecycle import RunLifecycle
 from central.runkeeper import RunKeeper
 from central.settings import Settings, database_label
-from central.superlink import SuperLinkControl, SuperLinkError, SuperLinkProcess
 from fl.processes import descendants
 
 log = logging.getLogger("central.server")
@@ -98,7 +100,8 @@ def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str]
 
         _kill_stale_superlink(home)
         control = SuperLinkControl(address=f"127.0.0.1:{settings.superlink_port}", ca_cert=home.ca_cert)
-        keeper = RunKeeper(home=home, sessions=session_factory(engine), control=control)
+        lifecycle = RunLifecycle(home=home, sessions=session_factory(engine), control=control)
+        keeper = RunKeeper(lifecycle=lifecycle, sessions=session_factory(engine), control=control)
 
         def superlink_started(pid: int) -> None:
             _write_runtime(home, settings, pid)
@@ -111,7 +114,7 @@ def serve(settings: Settings, *, sans: list[str] | None, default_sans: list[str]
             extra_env=serverapp_env(home, settings),
         )
         superlink.start()
-        ctx = CentralContext(settings=settings, engine=engine, control=control)
+        ctx = CentralContext(settings=settings, engine=engine, control=control, runs=lifecycle)
         ctx.poll_superlink()
         ctx.start_background()
         keeper.start()

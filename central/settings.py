@@ -29,12 +29,16 @@ class Settings:
     max_fleet_body_bytes: int = 64 * MiB  # Flower messages travel in ≤ 5 MiB objects
     max_model_bytes: int = 4096 * MiB
     log_level: str = "info"
+    session_idle_seconds: int = 30 * 60  # a dashboard session ends after this long without a page or action
+    session_lifetime_seconds: int = 12 * 3600  # and after this long whatever happens
 
     def __post_init__(self) -> None:
         for name in ("port", "superlink_port"):
             value = getattr(self, name)
             if not 1 <= value <= 65535:
                 raise SettingsError(f"--{name.replace('_', '-')} must be between 1 and 65535, not {value}")
+        if not 10 <= self.session_idle_seconds <= self.session_lifetime_seconds:
+            raise SettingsError("--session-idle-timeout must be at least 10 s and at most the session lifetime (12 h)")
         if self.port == self.superlink_port:
             raise SettingsError("--port and --superlink-port must differ")
         try:

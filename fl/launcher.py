@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import io
 import json
 import logging
 import os
@@ -33,59 +31,20 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
-import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
+
+from fl.app_bundle import fab_refusal, installed_fab
 
 log = logging.getLogger("fedxray.launcher")
 
-APPROVED_COMPONENTS = {"serverapp": "fl.server_app:app", "clientapp": "fl.client_app:app"}
 CLIENTAPP = "flwr-clientapp"
 POLL_ENV = "FEDXRAY_LAUNCHER_POLL"  # seconds between claims on the SuperNode's loopback API
 DEFAULT_POLL = 0.2
 SPARE_NICE = 10  # the prepared worker starts at lower priority: it must not slow the clinician's classification
 REFUSED = ("This workstation runs only the ClientApp of its installed FedXray; the run's app (FAB {fab}) is not "
            "that code, so nothing of it was installed or run.")  # fmt: skip
-
-
-# ---------------------------------------------------------------- what may run
-
-
-@cache
-def approved_fab() -> tuple[str, bytes]:
-    """(SHA-256, bytes) of the FAB `flwr run` builds from this installation's fl/flwr_app (deterministic)."""
-    from flwr.cli.build import build_fab_from_disk
-
-    from fl.task import flower_app_dir
-
-    content = build_fab_from_disk(flower_app_dir())
-    return hashlib.sha256(content).hexdigest(), content
-
-
-def fab_refusal(fab_hash: str | None, content: bytes | None = None) -> str | None:
-    """Why a FAB may not run here (None: it is FedXray's installed app). Checks the hash and, when the bytes are
-    given, that they have that hash and name only FedXray's installed components (defence in depth)."""
-    expected, _ = approved_fab()
-    if not fab_hash or fab_hash != expected:
-        return f"FAB {str(fab_hash)[:12]} is not this installation's FedXray app ({expected[:12]})"
-    if content is None:
-        return None
-    if hashlib.sha256(content).hexdigest() != fab_hash:
-        return "the FAB's content does not have its announced hash"
-    try:
-        with zipfile.ZipFile(io.BytesIO(content)) as fab:
-            names = set(fab.namelist())
-            components = tomllib.loads(fab.read("pyproject.toml").decode("utf-8"))["tool"]["flwr"]["app"]["components"]
-    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return f"the FAB cannot be read ({type(exc).__name__})"
-    if any(n.endswith((".py", ".pyc", ".so", ".pyd")) for n in names):
-        return "the FAB ships code of its own"
-    if dict(components) != APPROVED_COMPONENTS:
-        return f"the FAB names components other than FedXray's: {dict(components)}"
-    return None
 
 
 # ---------------------------------------------------------------- the Runtime API
@@ -235,7 +194,7 @@ def warm_up() -> None:
     import fl.client_app  # noqa: F401
 
     tf.config.list_physical_devices()
-    approved_fab()
+    installed_fab()
 
 
 def exit_with_parent(parent_pid: int) -> None:
@@ -287,7 +246,7 @@ class Launcher:
     def run(self) -> None:
         from flwr.proto.runtime_pb2 import AcquireTaskRequest
 
-        approved_fab()  # before the first task: a broken installation fails here, not per message
+        installed_fab()  # before the first task: a broken installation fails here, not per message
         client = _runtime_client(self.address, secret=self.secret)
         try:
             while not self._stop.is_set():

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -242,6 +243,67 @@ def save_model(model, model_dir: str | os.PathLike, card: ModelCard, *, dtype: s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return card
+
+
+def write_model_folder(target: str | os.PathLike, *, card: dict[str, Any], weights: str | os.PathLike,
+                       how: str = "copy", sha256: str | None = None, extras: Sequence[str | os.PathLike] = (),
+                       check: Callable[[Path], None] | None = None) -> ModelCard:  # fmt: skip
+    """Make `target` the model folder of `card` and the weights file `weights`, in one step.
+
+    The weights are copied, hard-linked (falling back to a copy) or moved (`how`) into a fresh folder beside
+    `target`, named as the card says; their SHA-256 is checked against the card (the caller that hashed the
+    file while reading it passes that `sha256` instead of a second pass); the card is written beside them; then
+    the folder replaces `target`. Used by the central (a version to resume from), model updates (a verified
+    download) and model imports. `extras` (e.g. the LiteRT artefact) are copied beside the weights and `check`
+    runs on the new folder before it replaces `target`. ModelFileError when the card does not describe the file
+    or `check` refuses; nothing is left."""
+    from fl.release import is_weights_name
+
+    target = Path(target)
+    parsed = ModelCard.from_dict(card)
+    name = (parsed.weights or {}).get("file")
+    expected = (parsed.weights or {}).get("sha256")
+    if not is_weights_name(name) or not expected:
+        raise ModelFileError("the model card does not name a plain weights file and its SHA-256")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        dest = tmp / name
+        if how == "move":
+            shutil.move(os.fspath(weights), dest)
+        elif how == "link":
+            try:
+                os.link(weights, dest)
+            except OSError:
+                _copy_synced(Path(weights), dest)
+        elif how == "copy":
+            _copy_synced(Path(weights), dest)
+        else:
+            raise ValueError(f"how must be copy, link or move, not {how!r}")
+        digest = sha256 if sha256 is not None else sha256_file(dest)
+        if digest != expected:
+            raise ModelFileError(f"the weights file does not match its model card (SHA-256 {digest[:12]}… instead of "
+                                 f"{expected[:12]}…): it is truncated, altered or belongs to another model")  # fmt: skip
+        with open(tmp / CARD_FILE, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(card, indent=2))
+            fh.flush()
+            os.fsync(fh.fileno())
+        for extra in extras:
+            _copy_synced(Path(extra), tmp / Path(extra).name)
+        if check is not None:
+            check(tmp)
+        _replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return parsed
+
+
+def _copy_synced(src: Path, dst: Path) -> None:
+    with open(src, "rb") as inp, open(dst, "wb") as out:
+        shutil.copyfileobj(inp, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

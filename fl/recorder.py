@@ -130,6 +130,7 @@ class HttpRecorder(Recorder):
         self.run_id: int | None = central_run_id or None
         self.patience = patience
         self._pending: list[tuple[str, Callable[[], None]]] = []
+        self._replies: dict[int, list[dict]] = {}  # by round, sent with the round's record
         verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout, verify=verify,
                                     headers={"Authorization": f"Bearer {token}"})  # fmt: skip
@@ -185,11 +186,21 @@ class HttpRecorder(Recorder):
         self._submit("run start", op)
         return f"run{self.run_id}" if self.run_id is not None else None
 
+    def reply_received(self, audit) -> None:
+        """Kept until the round is recorded: the central learns which sites took part (and how) per round."""
+        if audit.get("verdict") not in ("accepted", "refused", "error", "declined"):
+            return
+        row = {"node_id": int(audit["node_id"]), "phase": "train" if audit["phase"] == "train" else "evaluate",
+               "verdict": audit["verdict"]}  # fmt: skip
+        if audit.get("arrays_sha256"):
+            row["arrays_sha256"] = audit["arrays_sha256"]
+        self._replies.setdefault(int(audit["round"]), []).append(row)
+
     def round_finished(
         self, *, server_round, num_sites, train_metrics, evaluate_metrics, server_metrics
     ) -> None:
         body = {"num_sites": num_sites, "train_metrics": train_metrics, "evaluate_metrics": evaluate_metrics,
-                "server_metrics": server_metrics}  # fmt: skip
+                "server_metrics": server_metrics, "replies": self._replies.pop(int(server_round), None)}  # fmt: skip
         body = {k: v for k, v in body.items() if v is not None}
         self._submit(
             f"round {server_round}",

@@ -12,8 +12,9 @@ QT_PACKAGES="libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 
   libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-util1 libxcb-xfixes0 libxcb-xkb1 libxcb-glx0
   libx11-6 libx11-xcb1 libxkbcommon0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libfreetype6 libglib2.0-0
   libdbus-1-3 fonts-dejavu-core"
-# Tests: a real Secret Service (keyring), a real PostgreSQL server, a virtual X server, PDF tools.
-TEST_PACKAGES="gnome-keyring dbus dbus-x11 postgresql xvfb xauth poppler-utils"
+# Tests: a real Secret Service (keyring), a real PostgreSQL server, a virtual X server, PDF tools, and Debian's
+# Chromium with its WebDriver for the central dashboard's browser tests (Selenium drives /usr/bin/chromedriver).
+TEST_PACKAGES="gnome-keyring dbus dbus-x11 postgresql xvfb xauth poppler-utils chromium chromium-driver"
 
 apt_install() {
   local missing=()

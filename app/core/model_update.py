@@ -1,24 +1,21 @@
 """Model updates from the central: fetch the signed release, verify it, compare it, install it, roll it back.
 
-Trust: the release manifest (canonical JSON: version, SHA-256 and size of the file, model card) must verify
-against the Ed25519 model-signing key this workstation received at enrolment. Only then is anything in it used:
-the downloaded file must have the manifest's size and SHA-256, and the model folder rebuilt from the signed card
-and that file must pass fl.modelfile.verify. Until the last check passes nothing is installed or changed.
+Trust: the release manifest (fl.release: the protocol the central signs with) must verify against the Ed25519
+model-signing key this workstation received at enrolment. Only then is anything in it used: the downloaded file,
+hashed as it arrives, must have the manifest's size and SHA-256, and the model folder is rebuilt from the signed
+card and that file (fl.modelfile.write_model_folder). Installing moves that folder into place, after one more
+check of its weights (it sat on disk while the models were compared). Until then nothing is installed or changed.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
-import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -28,31 +25,15 @@ from app.core.errors import AppError
 from app.core.keystore import SecretStore
 from app.core.models import InstalledModel, ModelImportError, ModelNotFoundError, ModelStore
 from app.core.paths import atomic_write_text, config_dir
+from fl.release import Release, ReleaseError, verify_release
 
-RELEASE_FORMAT = "fedxray-model-release/1"
 STATE_FILE = "model-update.json"
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DOWNLOAD_PREFIX = ".download-"
 KEEP = "The model in use was not changed."
 
 
 class ModelUpdateError(AppError):
     """A model update or rollback was refused or failed; nothing was changed. The message says why."""
-
-
-@dataclass(frozen=True)
-class Release:
-    """A release whose manifest verified against the enrolment's model-signing key."""
-
-    version: str
-    file_sha256: str
-    file_size: int
-    card: dict[str, Any]
-    released_at: str | None
-
-    @property
-    def weights_file(self) -> str:
-        return str(self.card["weights"]["file"])
 
 
 # ---------------------------------------------------------------- trust
@@ -73,40 +54,22 @@ def public_key(enrollment: Enrollment):
 
 
 def verify_manifest(manifest: bytes, signature_b64: str | None, key) -> Release:
-    """Check the manifest's signature with `key`, then its content; returns the release it describes."""
-    from cryptography.exceptions import InvalidSignature
-
-    if not signature_b64:
-        raise ModelUpdateError(f"The central offered a model without a signature; it is not installed. {KEEP} "
-                               "Ask IT to release the model with `fedxray-central models release`.")  # fmt: skip
+    """Check the manifest's signature with `key`, then its content (fl.release, the central's own rules);
+    returns the release it describes."""
     try:
-        signature = base64.b64decode(signature_b64, validate=True)
-        key.verify(signature, manifest)
-    except (binascii.Error, ValueError, InvalidSignature):
-        raise ModelUpdateError(
-            "The released model's signature does not verify against the model-signing key this workstation "
-            "received at enrolment: it was not signed by your central, or it was altered on the way. It is not "
-            f"installed. {KEEP} Tell IT."
-        ) from None
-    try:
-        data = json.loads(manifest.decode("ascii"))
-        release = Release(version=data["version"], file_sha256=data["file_sha256"], file_size=int(data["file_size"]),
-                          card=data["card"], released_at=None)  # fmt: skip
-        ok = (data.get("format") == RELEASE_FORMAT and isinstance(release.card, dict)
-              and _VERSION.match(release.version) and _SHA256.match(release.file_sha256) and release.file_size > 0
-              and release.card.get("version") == release.version
-              and release.card.get("weights", {}).get("sha256") == release.file_sha256
-              and _plain_name(release.card["weights"].get("file")))  # fmt: skip
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
-        ok = False
-    if not ok:
+        return verify_release(manifest, signature_b64, key)
+    except ReleaseError as exc:
+        if exc.reason == "unsigned":
+            raise ModelUpdateError(f"The central offered a model without a signature; it is not installed. {KEEP} "
+                                   "Ask IT to release the model with `fedxray-central models release`.") from None
+        if exc.reason == "bad-signature":
+            raise ModelUpdateError(
+                "The released model's signature does not verify against the model-signing key this workstation "
+                "received at enrolment: it was not signed by your central, or it was altered on the way. It is not "
+                f"installed. {KEEP} Tell IT."
+            ) from None
         raise ModelUpdateError(f"The signed release is not one this version of FedXray understands. {KEEP} "
-                               "Update FedXray, or tell IT.")  # fmt: skip
-    return release
-
-
-def _plain_name(name: Any) -> bool:
-    return isinstance(name, str) and bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name))
+                               "Update FedXray, or tell IT.") from None  # fmt: skip
 
 
 # ---------------------------------------------------------------- the central
@@ -147,18 +110,19 @@ def fetch_release(enrollment: Enrollment, *, store: SecretStore | None = None) -
 
 
 def download(enrollment: Enrollment, release: Release, folder: Path, *, store: SecretStore | None = None) -> Path:
-    """Download the release into `folder` as a model folder (signed card + weights) and verify it fully."""
-    from fl.modelfile import CARD_FILE, ModelFileError, verify
+    """Download the release into `folder` as a model folder (signed card + weights), hashing the file as it
+    arrives; returns `folder`. The file must have the signed size and SHA-256 (the signed card records the same)."""
+    from fl.modelfile import ModelFileError, read_card, write_model_folder
 
     folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / release.weights_file
+    part = folder / ".weights.part"
     response = _get(enrollment, f"/api/v1/models/{release.version}/file", store, stream=True)
     with response:
         if response.status_code != 200:
             raise ModelUpdateError(f"The central did not send the model file ({detail(response)}). {KEEP}")
         digest, size = hashlib.sha256(), 0
         try:
-            with open(weights, "wb") as fh:
+            with open(part, "wb") as fh:
                 for chunk in response.iter_content(1 << 20):
                     size += len(chunk)
                     if size > release.file_size:
@@ -175,10 +139,10 @@ def download(enrollment: Enrollment, release: Release, folder: Path, *, store: S
             f"{release.file_size} bytes with SHA-256 {release.file_sha256[:12]}…): it was altered or damaged. "
             f"It is not installed. {KEEP} Tell IT."
         )
-    atomic_write_text(folder / CARD_FILE, json.dumps(release.card, indent=2), what="the model card")
-    try:
-        verify(folder)
-    except ModelFileError as exc:
+    try:  # the file was hashed as it arrived: it moves into the folder without a second pass
+        write_model_folder(folder, card=release.card, weights=part, how="move", sha256=digest.hexdigest())
+        read_card(folder)  # the signed card describes a model FedXray can use (classes, weights entry)
+    except (ModelFileError, OSError) as exc:
         raise ModelUpdateError(f"The released model is not usable: {exc}. It is not installed. {KEEP}") from exc
     return folder
 
@@ -250,7 +214,10 @@ def install(model_dir: Path, *, store: ModelStore | None = None) -> tuple[Instal
     store = store or ModelStore()
     previous = active_or_none(store)
     try:
-        installed = store.import_model(model_dir)
+        if model_dir.parent.resolve() == store.root.resolve() and model_dir.name.startswith(DOWNLOAD_PREFIX):
+            installed = store.adopt(model_dir)  # a download beside the installed models: moved into place
+        else:
+            installed = store.import_model(model_dir)
     except ModelImportError as exc:
         raise ModelUpdateError(f"{exc} {KEEP}") from exc
     store.set_active(installed.id)
@@ -288,7 +255,7 @@ def download_dir(store: ModelStore | None = None) -> Path:
     """A fresh private folder beside the installed models for a download (same disk: the install is a move)."""
     root = (store or ModelStore()).root
     root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    return Path(tempfile.mkdtemp(prefix=DOWNLOAD_PREFIX, dir=root))
 
 
 def discard(folder: Path) -> None:

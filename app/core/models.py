@@ -118,9 +118,10 @@ class ModelStore:
         """Install a model folder, its card.json, or a .zip of the folder.
 
         The card is read and the weights' SHA-256 checked before anything is copied; the copy is checked again
-        and then moved into place in one step. Importing the same model twice returns the installed one.
+        and then moved into place in one step (fl.modelfile.write_model_folder). Importing the same model twice
+        returns the installed one.
         """
-        from fl.modelfile import ModelFileError, check_inference, read_card, verify
+        from fl.modelfile import ModelFileError, check_inference, read_card, verify, write_model_folder
 
         path = Path(path)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -133,33 +134,51 @@ class ModelStore:
                     check_inference(src, card.inference, card.weights["sha256"])  # without it: made here then)
             except ModelFileError as exc:
                 raise ModelImportError(f"{path.name} cannot be imported: {exc}.") from exc
-            sha = card.weights["sha256"]
-            for m in self.list():
-                if m.card.weights.get("sha256") == sha:
-                    return m  # already installed (same weights)
-            model_id = _slug(f"{card.name}-{card.version}")
-            if model_id == BUNDLED_ID or (self.root / model_id).exists():
-                raise ModelImportError(
-                    f"A different model called {card.name} {card.version} is already installed. Remove it in "
-                    "Settings first, or ask the model's provider for a file with a new version number.")
-            tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=self.root))
+            model_id = self._new_id(card)
+            if isinstance(model_id, InstalledModel):
+                return model_id
             try:
-                names = ["card.json", Path(card.weights["file"]).name]
-                if shipped:
-                    names.append(Path(card.inference["file"]).name)
-                for name in names:
-                    self._copy_file(src / name, tmp / name)
-                verify(tmp)
-                if shipped:
-                    check_inference(tmp, card.inference, sha)
-                os.replace(tmp, self.root / model_id)
+                artefact = [src / Path(card.inference["file"]).name] if shipped else []
+                write_model_folder(self.root / model_id, card=json.loads((src / "card.json").read_text("utf-8")),
+                                   weights=src / Path(card.weights["file"]).name, how="copy", extras=artefact,
+                                   check=(lambda folder: check_inference(folder, card.inference, card.weights["sha256"]))
+                                   if shipped else None)  # fmt: skip
             except ModelFileError as exc:
                 raise ModelImportError(f"{path.name} changed while it was being copied ({exc}); try again.") from exc
             except OSError as exc:
                 raise save_error(exc, "the imported model", self.root / model_id) from exc
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
         return self.get(model_id)
+
+    def adopt(self, folder: str | os.PathLike) -> InstalledModel:
+        """Install a model folder that lies beside the installed ones (a verified download) by moving it into
+        place: its weights are checked against its card once, nothing is copied. Same rules as import_model."""
+        from fl.modelfile import ModelFileError, verify
+
+        folder = Path(folder)
+        try:
+            card = verify(folder)
+        except ModelFileError as exc:
+            raise ModelImportError(f"The downloaded model cannot be installed: {exc}.") from exc
+        model_id = self._new_id(card)
+        if isinstance(model_id, InstalledModel):
+            return model_id
+        try:
+            os.replace(folder, self.root / model_id)
+        except OSError as exc:
+            raise save_error(exc, "the downloaded model", self.root / model_id) from exc
+        return self.get(model_id)
+
+    def _new_id(self, card) -> str | InstalledModel:
+        """The id a model with this card gets, or the installed model with the same weights."""
+        for m in self.list():
+            if m.card.weights.get("sha256") == card.weights["sha256"]:
+                return m  # already installed (same weights)
+        model_id = _slug(f"{card.name}-{card.version}")
+        if model_id == BUNDLED_ID or (self.root / model_id).exists():
+            raise ModelImportError(
+                f"A different model called {card.name} {card.version} is already installed. Remove it in "
+                "Settings first, or ask the model's provider for a file with a new version number.")
+        return model_id
 
     def remove(self, model_id: str) -> None:
         """Uninstall an imported model; if it was the active one, the bundled default becomes active."""
@@ -178,13 +197,6 @@ class ModelStore:
             prefs.save()
 
     # ------------------------------------------------------------------ internals
-    @staticmethod
-    def _copy_file(src: Path, dst: Path) -> None:
-        with open(src, "rb") as inp, open(dst, "wb") as out:
-            shutil.copyfileobj(inp, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-
     @staticmethod
     def _locate(path: Path, unpack: Path) -> Path:
         """The model folder for a folder, a card.json, or a .zip (extracted safely into `unpack`)."""

@@ -16,7 +16,8 @@ from central.api import fleet_proxy
 from central.api.context import CentralContext
 from central.api.limits import BodyLimitMiddleware
 from central.api.metrics import MetricsMiddleware, ServiceMetrics
-from central.api.routes import admin, enrollment, health, models, runs
+from central.api.routes import admin, admin_runs, enrollment, health, models, runs
+from central.dashboard import app as dashboard
 
 log = logging.getLogger("central.api")
 
@@ -47,10 +48,11 @@ def create_app(ctx: CentralContext, *, superlink_address: str | None) -> FastAPI
     )
     app.state.central = ctx
     app.state.metrics = ServiceMetrics(ctx)
-    for module in (health, enrollment, admin, runs, models):
+    for module in (health, enrollment, admin, admin_runs, runs, models):
         app.include_router(module.router)
     if superlink_address is not None:
         app.include_router(fleet_proxy.router)
+    dashboard.mount(app)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

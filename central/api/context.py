@@ -11,10 +11,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.crud import enrollment as enrollment_crud
+from central.dashboard.accounts import SignInLimiter
 from central.db.engine import session_factory, transaction
 from central.db.models import utcnow
+from central.flower.control import NodeState, SuperLinkControl, SuperLinkError
+from central.run_lifecycle import RunLifecycle
 from central.settings import Settings
-from central.superlink import NodeState, SuperLinkControl, SuperLinkError
 
 log = logging.getLogger("central.api")
 
@@ -53,12 +55,16 @@ class SuperLinkStatus:
 class CentralContext:
     """Per-service state shared by the routes."""
 
-    def __init__(self, *, settings: Settings, engine: Engine, control: SuperLinkControl | None) -> None:
+    def __init__(self, *, settings: Settings, engine: Engine, control: SuperLinkControl | None,
+                 runs: RunLifecycle | None = None) -> None:  # fmt: skip
         self.settings = settings
         self.home = settings.home
         self.engine = engine
         self.sessions: sessionmaker[Session] = session_factory(engine)
         self.control = control
+        self.runs = runs  # the one owner of runs' lifecycle (starts, stops, resumes)
+        self.sign_in_limiter = SignInLimiter()  # the dashboard's failed sign-ins, per account and address
+        self.flower_runs: tuple | None = None  # (monotonic time, Flower's run states, problem): central.run_views
         self.fleet = FleetState()
         self.superlink = SuperLinkStatus()
         self._stop = threading.Event()

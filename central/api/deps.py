@@ -90,3 +90,5 @@ AdminDep = Annotated[Principal, Depends(require("admin"))]
 WorkstationDep = Annotated[Principal, Depends(require("workstation"))]
 ReaderDep = Annotated[Principal, Depends(require("admin", "workstation", "service"))]
 WriterDep = Annotated[Principal, Depends(require("service", "admin"))]
+# What only the ServerApp reports (a run's progress): administrators start and stop runs through the admin routes.
+ServiceDep = Annotated[Principal, Depends(require("service"))]

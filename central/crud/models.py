@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from central.db.models import ModelVersion, utcnow
+from fl.release import manifest_bytes
+from fl.release import release_problem as fl_release_problem
 
-RELEASE_FORMAT = "fedxray-model-release/1"
+
+def key_metrics(card: dict) -> dict:
+    """Accuracy, macro-F1 and loss from a card: the server-side test set if it has one, else validation."""
+    metrics = card.get("metrics") or {}
+    for source in ("test", "validation"):
+        m = metrics.get(source)
+        if isinstance(m, dict) and m.get("accuracy") is not None:
+            return {"source": source, "accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"),
+                    "loss": m.get("loss"), "num_examples": m.get("num_examples")}  # fmt: skip
+    return {"source": None, "accuracy": None, "macro_f1": None, "loss": None, "num_examples": None}
 
 
 def create_model_version(
@@ -64,46 +74,15 @@ def mark_best(*, session: Session, model: ModelVersion) -> None:
 
 
 def release_manifest(model: ModelVersion) -> bytes:
-    """The exact bytes the release signature covers: canonical JSON of version, file hash/size and card."""
-    payload = {
-        "format": RELEASE_FORMAT,
-        "version": model.version,
-        "file_sha256": model.file_sha256,
-        "file_size": model.file_size,
-        "card": model.card,
-    }
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    """The exact bytes the release signature covers (fl.release.manifest_bytes: the workstations' rule too)."""
+    return manifest_bytes(version=model.version, file_sha256=model.file_sha256, file_size=model.file_size,
+                          card=model.card)  # fmt: skip
 
 
 def release_problem(model: ModelVersion) -> str | None:
-    """Why `model` cannot be released (its file and card must describe one usable FedXray model), or None.
-
-    The file of a version is its weights file; workstations rebuild the model folder from the signed card
-    and that file, so the card must name a plain file name and record the file's SHA-256.
-    """
-    from fl.classes import CLASSES
-    from fl.modelfile import ModelCard, ModelFileError
-
-    if model.file_sha256 is None:
-        return "it has no file yet; upload it before releasing"
-    try:
-        card = ModelCard.from_dict(model.card or {})
-    except (ModelFileError, TypeError) as exc:
-        return f"its model card is not usable ({exc})"
-    if card.version != model.version:
-        return f"its model card says version {card.version!r}, not {model.version!r}"
-    if list(card.classes) != list(CLASSES):
-        return f"its model card predicts {card.classes}, but FedXray expects {list(CLASSES)}"
-    weights = card.weights if isinstance(card.weights, dict) else {}
-    name = str(weights.get("file") or "")
-    if not name or name != name.strip() or "/" in name or "\\" in name or name in (".", "..") or name[0] == ".":
-        return "its model card does not name its weights file as a plain file name"
-    if weights.get("sha256") != model.file_sha256:
-        return (f"its model card records weights SHA-256 {str(weights.get('sha256'))[:12]}… but the uploaded file "
-                f"has {model.file_sha256[:12]}…; upload the matching file")
-    if weights.get("bytes") not in (None, model.file_size):
-        return f"its model card records {weights.get('bytes')} bytes of weights, the uploaded file has {model.file_size}"
-    return None
+    """Why `model` cannot be released, or None (fl.release.release_problem: what every workstation checks)."""
+    return fl_release_problem(version=model.version, card=model.card, file_sha256=model.file_sha256,
+                              file_size=model.file_size)  # fmt: skip
 
 
 def release(*, session: Session, model: ModelVersion, signature: bytes, manifest: bytes) -> None:

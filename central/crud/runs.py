@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from central.db.models import Round, Run, utcnow
+from central.db.models import Round, RoundReply, Run, utcnow
 
 RUN_STATUSES = ("pending", "running", "interrupted", "finished", "failed", "stopped")
 # Not ended: the central's run keeper watches these (and resumes an interrupted one).
@@ -22,10 +22,11 @@ def create_run(
     config: dict[str, Any],
     flower_run_id: str | None = None,
     app_dir: str | None = None,
+    started_by: str | None = None,
 ) -> Run:
     """Record a new run."""
     row = Run(num_rounds=num_rounds, min_sites=min_sites, config=config, flower_run_id=flower_run_id,
-              app_dir=app_dir, resumes=0)  # fmt: skip
+              app_dir=app_dir, resumes=0, started_by=started_by)  # fmt: skip
     session.add(row)
     session.flush()
     session.refresh(row)
@@ -54,8 +55,9 @@ def update_run(
     status: str | None = None,
     flower_run_id: str | None = None,
     message: str | None = None,
+    fab: dict[str, Any] | None = None,
 ) -> Run:
-    """Change a run's status (timestamps follow), Flower run id or message."""
+    """Change a run's status (timestamps follow), Flower run id, message or app identity."""
     now = utcnow()
     if status is not None and run.status == "stopped" and status != "stopped":
         status = message = (
@@ -75,6 +77,8 @@ def update_run(
         run.flower_run_id = flower_run_id
     if message is not None:
         run.message = message
+    if fab is not None:
+        run.fab = fab
     session.flush()
     return run
 
@@ -91,6 +95,7 @@ def forget_rounds_after(*, session: Session, run: Run, server_round: int) -> int
     )
     for row in rows:
         session.delete(row)
+    session.execute(delete(RoundReply).where(RoundReply.run_id == run.id, RoundReply.server_round > server_round))
     session.flush()
     return len(rows)
 
@@ -128,3 +133,31 @@ def upsert_round(
 def list_rounds(*, session: Session, run: Run) -> list[Round]:
     """A run's rounds in order."""
     return list(session.scalars(select(Round).where(Round.run_id == run.id).order_by(Round.server_round)))
+
+
+def record_replies(*, session: Session, run: Run, server_round: int, replies: list[dict[str, Any]]) -> None:
+    """Replace the sites' replies of one round (a round reported again reports all its replies again)."""
+    session.execute(delete(RoundReply).where(RoundReply.run_id == run.id, RoundReply.server_round == server_round))
+    for r in replies:
+        session.add(RoundReply(run_id=run.id, server_round=server_round, node_id=str(r["node_id"]), phase=r["phase"],
+                               verdict=r["verdict"], arrays_sha256=r.get("arrays_sha256")))  # fmt: skip
+    session.flush()
+
+
+def participation(*, session: Session) -> dict[str, dict[str, int]]:
+    """Per node id: how many runs it took part in (an accepted training reply) and how many it declined."""
+    out: dict[str, dict[str, int]] = {}
+    query = (select(RoundReply.node_id, RoundReply.verdict, func.count(func.distinct(RoundReply.run_id)))
+             .where(((RoundReply.verdict == "accepted") & (RoundReply.phase == "train"))
+                    | (RoundReply.verdict == "declined"))
+             .group_by(RoundReply.node_id, RoundReply.verdict))  # fmt: skip
+    for node_id, verdict, count in session.execute(query):
+        entry = out.setdefault(node_id, {"runs": 0, "declined": 0})
+        entry["runs" if verdict == "accepted" else "declined"] = int(count)
+    return out
+
+
+def replies_of(*, session: Session, run: Run) -> list[RoundReply]:
+    """A run's recorded replies by round."""
+    return list(session.scalars(select(RoundReply).where(RoundReply.run_id == run.id)
+                                .order_by(RoundReply.server_round, RoundReply.id)))  # fmt: skip

@@ -122,6 +122,10 @@ class Run(Base):
     # started from and how many times it has been resumed (each time as a new Flower run).
     app_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
     resumes: Mapped[int] = mapped_column(Integer, default=0)
+    # Who started it (an administrator's account, or "admin credential" for `fedxray-central`), and the code it
+    # runs: {"fab_hash", "fab_id", "fab_version", "components", "installed_code", "app_dir"} (central.run_lifecycle).
+    started_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    fab: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Round(Base):
@@ -137,6 +141,24 @@ class Round(Base):
     evaluate_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     server_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RoundReply(Base):
+    """One site's reply in a round as the ServerApp judged it: who took part in which run and round.
+
+    verdict: accepted | refused (failed the reply checks) | error (lost, or the site's error) | declined (the site
+    refused the run). `arrays_sha256` is the SHA-256 of the arrays received, when the ServerApp reports it.
+    """
+
+    __tablename__ = "round_replies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    server_round: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[str] = mapped_column(String(20), index=True)
+    phase: Mapped[str] = mapped_column(String(16))  # train | evaluate
+    verdict: Mapped[str] = mapped_column(String(16))
+    arrays_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ModelVersion(Base):
@@ -167,3 +189,30 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(50))
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AdminAccount(Base):
+    """An administrator who signs in to the dashboard (password hashed with Argon2id; never stored in clear)."""
+
+    __tablename__ = "admin_accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_sign_in_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AdminSession(Base):
+    """A signed-in dashboard session: the cookie's SHA-256, its CSRF token, when it was last used."""
+
+    __tablename__ = "admin_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("admin_accounts.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    account: Mapped[AdminAccount] = relationship(lazy="joined")

@@ -256,8 +256,8 @@ def deployment(args, tmp: Path, transfer: str, launcher: str = "fedxray") -> dic
     `launcher`: "fedxray" runs each SuperNode with FedXray's launcher (fl.launcher node: process isolation,
     prepared workers, only the installed app), "stock" with Flower's own SuperExec (a fresh flwr-clientapp
     process per message, the FAB installed each time)."""
-    from fl.launch import run_info, start_run
     from fl.launcher import command
+    from tests.support.launch import run_info, start_run
 
     sites = make_sites(shared_data_dir() / "cxr", tmp / "sites", shares=NON_IID, per_class=args.per_class)
     tls = make_test_ca(tmp / "pki")

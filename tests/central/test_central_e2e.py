@@ -285,8 +285,15 @@ def test_authorization_matrix(central, stations):
     # Workstation routes need a workstation credential.
     r = as_admin.get("/api/v1/workstation")
     assert r.status_code == 403 and "workstation credential" in r.json()["detail"]
-    # Runs: read by workstations and admins, written by the service (or an admin), never by a workstation.
+    # Runs: read by workstations and admins, recorded only by the service (the ServerApp); admins start and stop
+    # runs through /api/v1/admin/runs, which workstations and the service cannot use.
     assert as_ws.post("/api/v1/runs", json={"num_rounds": 1}).status_code == 403
+    r = as_admin.patch("/api/v1/runs/1", json={"status": "stopped"})
+    assert r.status_code == 403 and r.json()["detail"].endswith("needs the service credential; the request used the "
+                                                                 "admin credential.")
+    for client in (as_ws, as_service):
+        assert client.post("/api/v1/admin/runs", json={"settings": {}}).status_code == 403
+        assert client.post("/api/v1/admin/runs/1/stop").status_code == 403
     assert as_ws.get("/api/v1/runs").status_code == 200
     assert as_admin.get("/api/v1/runs").status_code == 200
     # /health and the CA (what enrolment starts from) need nothing.

@@ -5,8 +5,8 @@ test_runs_models.py (stand-in app) and test_federation_e2e.py (FedXray's apps, c
 import pytest
 
 from central.db.models import Run
+from central.flower.control import RunState
 from central.runkeeper import decide, score
-from central.superlink import RunState
 
 
 def run(status: str, app_dir: str | None = "/opt/fedxray/fl/flwr_app") -> Run:

@@ -259,7 +259,7 @@ def test_release_problem_names_what_is_wrong(tiny_model_dir):
     assert "not usable" in problem(card={"name": "x"})
     assert "says version 'v1', not 'v2'" in problem(version="v2")
     assert "FedXray expects" in problem(card=dict(good, classes=["a", "b"]))
-    for name in ("../weights.safetensors", "sub/w.safetensors", ".hidden", ""):
+    for name in ("../weights.safetensors", "sub/w.safetensors", ".hidden", "", "my weights.safetensors"):
         bad = dict(good, weights=dict(good["weights"], file=name))
         assert "plain file name" in problem(card=bad), name
     assert "upload the matching file" in problem(sha="f" * 64)

@@ -30,6 +30,9 @@ def db_url(request, tmp_path):
     return request.getfixturevalue("postgres_url")
 
 
+HEAD = "0004"  # the newest migration in central/migrations/versions
+
+
 @pytest.fixture
 def store(db_url):
     engine = make_engine(db_url)
@@ -43,13 +46,13 @@ def test_migrations_build_exactly_the_declared_schema_and_are_idempotent(db_url)
     assert current_revision(engine) is None
     migrate(engine)
     migrate(engine)  # a second start changes nothing
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == HEAD
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
     tables = set(inspect(engine).get_table_names())
     assert {"sites", "enrollment_tokens", "workstations", "credentials", "runs", "rounds", "model_versions",
-            "audit_events"} <= tables
+            "audit_events", "round_replies", "admin_accounts", "admin_sessions"} <= tables
     engine.dispose()
 
 
@@ -62,11 +65,11 @@ def test_a_store_made_by_the_first_release_is_upgraded_without_losing_its_runs(d
             "VALUES (1, '99', 'finished', 3, 2, '{\"arch\": \"tiny\"}', CURRENT_TIMESTAMP)"
         )
     migrate(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == HEAD
     with session_factory(engine)() as session:
         run = runs_crud.get_run(session=session, run_id=1)
         assert (run.flower_run_id, run.status, run.num_rounds, run.config) == ("99", "finished", 3, {"arch": "tiny"})
-        assert run.resumes == 0 and run.app_dir is None
+        assert run.resumes == 0 and run.app_dir is None and run.started_by is None and run.fab is None
     engine.dispose()
 
 

@@ -216,7 +216,7 @@ def write_node_config(path: Path, **values: str) -> Path:
 
 
 def write_flwr_config(flwr_home: Path, port: int, *, ca: Path | None) -> None:
-    """$FLWR_HOME/config.toml with the connection fl.launch uses (named fl.launch.CONNECTION)."""
-    from fl.launch import write_connection
+    """$FLWR_HOME/config.toml with the connection tests.support.launch uses (named there CONNECTION)."""
+    from tests.support.launch import write_connection
 
     write_connection(flwr_home, f"127.0.0.1:{port}", root_certificates=ca)

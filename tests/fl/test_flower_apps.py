@@ -18,7 +18,6 @@ import pytest
 
 from fl.classes import CLASSES
 from fl.data import discover, split_by_patient
-from fl.launch import run_info, start_run
 from tests.fl.flower_support import (
     Processes,
     flower_env,
@@ -31,6 +30,7 @@ from tests.fl.flower_support import (
     write_flwr_config,
     write_node_config,
 )
+from tests.support.launch import run_info, start_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fl.launcher import REFUSED, approved_fab, command, fab_refusal
+from fl.app_bundle import fab_refusal, installed_fab
+from fl.launcher import REFUSED, command
 from fl.task import flower_app_dir
 from tests.fl.flower_support import (
     BIN,
@@ -64,7 +65,7 @@ def build(folder: Path) -> bytes:
 
 
 def test_the_approved_bundle_is_this_installations_app_built_as_flwr_run_builds_it():
-    digest, content = approved_fab()
+    digest, content = installed_fab()
     assert digest == hashlib.sha256(build(flower_app_dir())).hexdigest()  # deterministic: same bytes again
     with zipfile.ZipFile(io.BytesIO(content)) as fab:
         components = tomllib.loads(fab.read("pyproject.toml").decode())["tool"]["flwr"]["app"]["components"]
@@ -77,7 +78,7 @@ def test_the_approved_bundle_is_this_installations_app_built_as_flwr_run_builds_
 
 
 def test_any_other_bundle_is_refused_by_hash_and_by_content(tmp_path):
-    digest, content = approved_fab()
+    digest, content = installed_fab()
     other = build(foreign_app(tmp_path / "other", tmp_path / "marker"))
     assert "not this installation's FedXray app" in fab_refusal(hashlib.sha256(other).hexdigest(), other)
     assert fab_refusal(None) is not None
@@ -94,8 +95,6 @@ def test_any_other_bundle_is_refused_by_hash_and_by_content(tmp_path):
 def world(shared_data, tmp_path_factory):
     """A SuperLink (plain HTTP on loopback: TLS and node keys are tested elsewhere) and one site run as
     `fl.launcher node`, the pair the workstation runs."""
-    from fl.launch import write_connection  # noqa: F401 - flwr_home connection below
-
     tmp = tmp_path_factory.mktemp("launcher")
     shares = {"site": {"Covid": 1.0, "Normal": 1.0, "Pneumonia-Bacterial": 1.0, "Pneumonia-Viral": 1.0}}
     site = make_sites(shared_data / "cxr", tmp / "sites", shares=shares, per_class=3)["site"]
@@ -132,7 +131,7 @@ def replies(world, run_id: int) -> list[dict]:
 
 @pytest.mark.e2e
 def test_an_approved_run_trains_in_a_prepared_worker_and_a_foreign_one_is_refused_without_loading_it(world):
-    from fl.launch import start_run
+    from tests.support.launch import start_run
 
     ok = start_run(world["tmp"] / "flwr", RUN)
     assert finish(world, ok)["status"] == "finished"
@@ -173,7 +172,7 @@ def test_a_launcher_that_dies_takes_its_supernode_with_it_so_the_central_reports
     """SIGKILL the launcher while the node trains: its SuperNode goes too (no node stays online accepting
     messages nobody answers), and the ServerApp gets Flower's 'node unavailable' reply for the message instead
     of waiting out the round's 15-minute timeout. (The run then waits for sites to come back, as any run does.)"""
-    from fl.launch import start_run
+    from tests.support.launch import start_run
 
     procs = world["procs"]
     run = start_run(world["tmp"] / "flwr", {**RUN, "round-timeout": 900.0})

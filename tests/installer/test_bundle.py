@@ -149,7 +149,6 @@ def test_without_a_keyring_the_report_says_so(profile, tmp_path):
 @pytest.mark.timeout(600)
 def test_frozen_workstations_take_part_in_a_federated_run(shared_data, tmp_path):
     """A SuperLink from the source tree (TLS), two frozen `fedxray federate` with no Python on PATH."""
-    from fl.launch import start_run
     from tests.fl.flower_support import (
         Processes,
         flower_env,
@@ -160,6 +159,7 @@ def test_frozen_workstations_take_part_in_a_federated_run(shared_data, tmp_path)
         wait_port,
         write_flwr_config,
     )
+    from tests.support.launch import start_run
 
     share = dict.fromkeys(("Covid", "Normal", "Pneumonia-Bacterial", "Pneumonia-Viral"), 0.5)
     sites = make_sites(shared_data / "cxr", tmp_path / "data", per_class=4, seed=1,

@@ -119,10 +119,11 @@ class CentralProcess:
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
         return httpx.Client(base_url=self.url, verify=self.ssl_context(), headers=headers, timeout=60)
 
-    def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run an admin command (`fedxray-central ARGS --home HOME`)."""
+    def admin(self, *args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess:
+        """Run an admin command (`fedxray-central ARGS --home HOME`), with `input_text` on its standard input."""
         result = subprocess.run([str(BIN / "fedxray-central"), *args, "--home", str(self.home)],
-                                capture_output=True, text=True, env=self.env, timeout=120)  # fmt: skip
+                                capture_output=True, text=True, env=self.env, timeout=120,
+                                input=input_text, stdin=None if input_text is not None else subprocess.DEVNULL)  # fmt: skip
         if check and result.returncode != 0:
             raise AssertionError(f"fedxray-central {' '.join(args)} failed: {result.stderr}")
         return result
@@ -213,3 +214,38 @@ class SuperNode:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # its SuperExec child
         return code
+
+
+# ---------------------------------------------------------------- the dashboard in a real browser
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def spki_pin(cert: Path) -> str:
+    """base64 SHA-256 of a certificate's public key: what Chromium's --ignore-certificate-errors-spki-list takes."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def dashboard_browser(central: CentralProcess, profile: Path, *, width: int = 1440, height: int = 900):
+    """Debian's headless Chromium driven by Selenium through chromedriver (nothing is downloaded), trusting
+    exactly this central's server key: the certificate check is waived for that one public key (an SPKI pin),
+    so the loopback test needs no change to any system trust store. A fresh profile in `profile`."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                 f"--ignore-certificate-errors-spki-list={spki_pin(central.home / 'pki' / 'server.crt')}"):  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)

@@ -1,4 +1,4 @@
-"""Admin routes: enrolment tokens, nodes, audit log (admin credential only)."""
+"""Admin routes: enrolment tokens, nodes, administrator accounts, audit log (admin credential only)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ from central import enrollment
 from central.api.deps import AdminDep, ContextDep, SessionDep
 from central.crud import audit
 from central.crud import enrollment as crud
-from central.schemas import AuditPublic, NodePublic, TokenCreate, TokenCreated, TokenPublic
+from central.dashboard import accounts
+from central.db.engine import transaction
+from central.schemas import (
+    AccountCreate,
+    AccountPublic,
+    AuditPublic,
+    NodePublic,
+    TokenCreate,
+    TokenCreated,
+    TokenPublic,
+)
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -38,17 +48,9 @@ def list_tokens(principal: AdminDep, session: SessionDep) -> list[TokenPublic]:
 
 
 @router.post("/tokens/{token_id}/revoke", response_model=TokenPublic)
-def revoke_token(
-    principal: AdminDep, session: SessionDep, token_id: int = Path(ge=1, le=2**31 - 1)
-) -> TokenPublic:
+def revoke_token(principal: AdminDep, ctx: ContextDep, token_id: int = Path(ge=1, le=2**31 - 1)) -> TokenPublic:
     """Revoke an unused token."""
-    row = crud.get_token(session=session, token_id=token_id)
-    if row is None:
-        raise HTTPException(404, detail=f"No enrolment token has id {token_id}.")
-    if not crud.revoke_token(session=session, token=row):
-        raise HTTPException(409, detail=f"Token {token_id} is already {crud.token_state(row)}.")
-    audit.record(session=session, actor=principal.actor, action="token.revoke", target=f"token:{token_id}")
-    return _token_public(row)
+    return _token_public(enrollment.revoke_token(ctx=ctx, token_id=token_id, actor=principal.actor))
 
 
 @router.get("/nodes", response_model=list[NodePublic])
@@ -71,3 +73,21 @@ def revoke_node(principal: AdminDep, ctx: ContextDep, node_id: int = Path(ge=1, 
 def list_audit(principal: AdminDep, session: SessionDep, limit: int = Query(200, ge=1, le=5000)) -> list[AuditPublic]:
     """Most recent audit events first."""
     return [AuditPublic.model_validate(e) for e in audit.list_events(session=session, limit=limit)]
+
+
+@router.post("/accounts", response_model=AccountPublic, status_code=status.HTTP_201_CREATED)
+def create_account(body: AccountCreate, principal: AdminDep, ctx: ContextDep) -> AccountPublic:
+    """Create an administrator account for the dashboard (`fedxray-central admin create`)."""
+    try:
+        with transaction(ctx.sessions) as session:
+            row = accounts.create_account(session=session, name=body.name, password=body.password,
+                                          created_by=principal.actor)  # fmt: skip
+            return AccountPublic.model_validate(row)
+    except accounts.AccountError as exc:
+        raise HTTPException(409 if "already exists" in str(exc) else 422, detail=str(exc)) from None
+
+
+@router.get("/accounts", response_model=list[AccountPublic])
+def list_accounts(principal: AdminDep, session: SessionDep) -> list[AccountPublic]:
+    """Every administrator account (never a password or its hash)."""
+    return [AccountPublic.model_validate(a) for a in accounts.list_accounts(session=session)]

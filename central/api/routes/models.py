@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import os
@@ -13,17 +12,17 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import FileResponse
 from sqlalchemy.exc import IntegrityError
 
-from central import pki
 from central.api.deps import AdminDep, ContextDep, ReaderDep, SessionDep, WriterDep
 from central.crud import audit
 from central.crud import models as crud
 from central.crud import runs as runs_crud
+from central.releases import ReleaseRefused, release_version
 from central.schemas import ModelVersionCreate, ModelVersionPublic, ModelVersionUpdate, ReleasePublic
-from fl.modelfile import sha256_file
+from fl.release import VERSION_PATTERN
 
 log = logging.getLogger("central.api")
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
-VersionPath = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+VersionPath = Path(pattern=VERSION_PATTERN)
 
 
 def _get(session, version: str):
@@ -141,22 +140,11 @@ def download_file(principal: ReaderDep, ctx: ContextDep, session: SessionDep, ve
 
 
 @router.post("/{version}/release", response_model=ReleasePublic, tags=["admin"])
-def release(principal: AdminDep, ctx: ContextDep, session: SessionDep, version: str = VersionPath) -> ReleasePublic:
+def release(principal: AdminDep, ctx: ContextDep, version: str = VersionPath) -> ReleasePublic:
     """Release a version: sign its manifest with the central's model-signing key. The newest release is the
     one workstations install; releasing another version supersedes it."""
-    row = _get(session, version)
-    problem = crud.release_problem(row)
-    if problem is not None:
-        raise HTTPException(409, detail=f"Model version {version!r} cannot be released: {problem}.")
-    path = ctx.home.model_file(row.id)
-    if not path.is_file() or sha256_file(path) != row.file_sha256:
-        log.error("model %s: stored file %s is missing or no longer matches its upload", version, path)
-        raise HTTPException(409, detail=f"Model version {version!r} cannot be released: its stored file is missing "
-                                        "or no longer matches the SHA-256 recorded at upload; upload its file "
-                                        "again.")  # fmt: skip
-    manifest = crud.release_manifest(row)
-    signature = pki.sign(ctx.home.signing_key, manifest)
-    crud.release(session=session, model=row, signature=signature, manifest=manifest)
-    audit.record(session=session, actor=principal.actor, action="model.release", target=f"model:{version}",
-                 detail={"sha256": row.file_sha256, "signature": base64.b64encode(signature).decode()[:16] + "…"})
+    try:
+        row = release_version(sessions=ctx.sessions, home=ctx.home, version=version, actor=principal.actor)
+    except ReleaseRefused as exc:
+        raise HTTPException(exc.status, detail=str(exc)) from None
     return _release_public(row)

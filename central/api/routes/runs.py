@@ -1,11 +1,12 @@
-"""Runs and per-round metrics: read by workstations and admins, written by the ServerApp (service credential)."""
+"""Runs and per-round metrics: read by workstations and admins, written only by the ServerApp (service credential).
+Administrators start and stop runs through /api/v1/admin/runs (central.run_lifecycle)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy.exc import IntegrityError
 
-from central.api.deps import ReaderDep, SessionDep, WriterDep
+from central.api.deps import ReaderDep, ServiceDep, SessionDep
 from central.crud import audit
 from central.crud import runs as crud
 from central.schemas import RoundPublic, RoundUpdate, RunCreate, RunPublic, RunUpdate
@@ -33,8 +34,8 @@ def list_runs(
 
 
 @router.post("", response_model=RunPublic, status_code=status.HTTP_201_CREATED)
-def create_run(body: RunCreate, principal: WriterDep, session: SessionDep) -> RunPublic:
-    """Record a run (issue 5: `fedxray-central run start`, or the ServerApp)."""
+def create_run(body: RunCreate, principal: ServiceDep, session: SessionDep) -> RunPublic:
+    """Record a run that a ServerApp started some other way (runs the central starts: POST /api/v1/admin/runs)."""
     try:
         run = crud.create_run(
             session=session, num_rounds=body.num_rounds, min_sites=body.min_sites, config=body.config,
@@ -53,7 +54,7 @@ def get_run(principal: ReaderDep, session: SessionDep, run_id: int = RunId) -> R
 
 
 @router.patch("/{run_id}", response_model=RunPublic)
-def update_run(body: RunUpdate, principal: WriterDep, session: SessionDep, run_id: int = RunId) -> RunPublic:
+def update_run(body: RunUpdate, principal: ServiceDep, session: SessionDep, run_id: int = RunId) -> RunPublic:
     """Change a run's status, Flower run id or message."""
     run = _get(session, run_id)
     flower_id = str(body.flower_run_id) if body.flower_run_id else None
@@ -78,7 +79,7 @@ def list_rounds(principal: ReaderDep, session: SessionDep, run_id: int = RunId) 
 
 @router.put("/{run_id}/rounds/{server_round}", response_model=RoundPublic)
 def put_round(
-    body: RoundUpdate, principal: WriterDep, session: SessionDep, run_id: int = RunId,
+    body: RoundUpdate, principal: ServiceDep, session: SessionDep, run_id: int = RunId,
     server_round: int = Path(ge=0, le=100000),
 ) -> RoundPublic:  # fmt: skip
     """Create or update one round's metrics (fields left out keep their stored value)."""
@@ -87,4 +88,7 @@ def put_round(
         session=session, run=run, server_round=server_round, num_sites=body.num_sites,
         train_metrics=body.train_metrics, evaluate_metrics=body.evaluate_metrics, server_metrics=body.server_metrics,
     )  # fmt: skip
+    if body.replies is not None:
+        crud.record_replies(session=session, run=run, server_round=server_round,
+                            replies=[r.model_dump() for r in body.replies])  # fmt: skip
     return RoundPublic.model_validate(row)

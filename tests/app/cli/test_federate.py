@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from app.core.federation_status import Event, parse_line
-from fl.launch import CONNECTION
 from tests.fl.flower_support import (
     BIN,
     Processes,
@@ -29,6 +28,7 @@ from tests.fl.flower_support import (
     wait_port,
     write_flwr_config,
 )
+from tests.support.launch import CONNECTION
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from central.client import AdminClient
-from central.commands.common import add_home, add_json, emit, table
+from central.cli.admin_client import AdminClient
+from central.cli.common import add_home, add_json, emit, table
 from central.home import resolve_home
 
 

@@ -1,4 +1,5 @@
-"""`fedxray-central`: run the central service and administer it (tokens, nodes, runs, models)."""
+"""`fedxray-central`: run the central service and administer it (accounts, tokens, nodes, runs, models). Every
+command but `serve` is a client of the running service's admin routes (central.cli.admin_client)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import argparse
 import importlib
 import sys
 
-from central.client import AdminError
+from central.cli.admin_client import AdminError
 from central.home import HomeError
 from fl.processes import set_flower_defaults
 
 # Each module exposes register(subparsers).
-COMMAND_MODULES = ("central.commands.serve", "central.commands.tokens", "central.commands.nodes",
-                   "central.commands.runs", "central.commands.models")
+COMMAND_MODULES = ("central.cli.serve", "central.cli.admins", "central.cli.tokens", "central.cli.nodes",
+                   "central.cli.runs", "central.cli.models")
 
 
 def build_parser() -> argparse.ArgumentParser:

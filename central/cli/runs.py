@@ -1,4 +1,5 @@
-"""`fedxray-central run start|status|stop`: federated runs of FedXray's Flower app on the loopback SuperLink."""
+"""`fedxray-central run start|status|stop`: federated runs, through the central service's run routes (the service
+starts, stops and resumes every run; these commands only ask it and print its answer)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from central.client import AdminClient, AdminError
-from central.commands.common import add_home, add_json, emit, table
-from central.commands.models import fmt, key_metrics
-from central.flower_cli import (
-    CONNECTION,
-    app_config,
-    coerce,
-    default_app_dir,
-    flower_error,
-    flwr,
-    launch_run,
-    parse_value,
-)
+from central.cli.admin_client import AdminClient, AdminError
+from central.cli.common import add_home, add_json, emit, table
+from central.cli.models import fmt
+from central.flower.app import parse_value
 from central.home import resolve_home
-
-ENDED = ("finished", "failed", "stopped")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -129,73 +119,21 @@ def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def start_run(args: argparse.Namespace) -> int:
     home = resolve_home(args.home)
-    app_dir = (args.app or default_app_dir()).resolve()
-    defaults = app_config(app_dir)
-    wanted = requested_settings(args)
-    unknown = sorted(set(wanted) - set(defaults))
-    if unknown or "central-run-id" not in defaults:
-        missing = unknown or ["central-run-id"]
-        raise AdminError(f"The Flower app in {app_dir} does not take the run setting(s) {', '.join(missing)}; "
-                         f"it takes: {', '.join(sorted(defaults))}. Nothing was started.")  # fmt: skip
-    overrides = {k: coerce(k, v, defaults[k]) for k, v in wanted.items()}
-    config = {k: v for k, v in {**defaults, **overrides}.items() if k != "central-run-id"}
+    body: dict[str, Any] = {"settings": requested_settings(args)}
+    if args.app is not None:
+        body["app_dir"] = str(args.app.resolve())
     with AdminClient(home) as client:
-        online = sum(1 for n in client.request("GET", "/api/v1/admin/nodes") if n.get("online"))
-        min_sites = int(config.get("min-sites", 1))
-        run = client.request("POST", "/api/v1/runs", json={"num_rounds": int(config["num-server-rounds"]),
-                                                           "min_sites": min_sites, "config": config,
-                                                           "app_dir": str(app_dir)})  # fmt: skip
-        overrides["central-run-id"] = run["id"]
-        try:
-            flower_run_id = launch_run(home, app_dir, overrides, name=f"run-{run['id']}")
-        except AdminError as exc:
-            client.request(
-                "PATCH",
-                f"/api/v1/runs/{run['id']}",
-                json={"status": "failed", "message": f"The SuperLink did not start the run: {exc}"},
-            )
-            raise AdminError(
-                f"The SuperLink did not start the run: {exc} (recorded as run {run['id']}, failed)."
-            ) from None
-        run = client.request("PATCH", f"/api/v1/runs/{run['id']}", json={"flower_run_id": flower_run_id})
-        answer = {"success": True, "run-id": str(flower_run_id)}  # as `flwr run --format json` gives it
-    out = {"run": run, "flower": answer, "sites_online": online, "config": config}
+        out = client.request("POST", "/api/v1/admin/runs", json=body)
+    run, config, online = out["run"], out["config"], out["sites_online"]
     human = (
         f"Run {run['id']} started (Flower run {run['flower_run_id']}): {config['num-server-rounds']} round(s), "
-        f"at least {min_sites} site(s) per round.\nFollow it with: fedxray-central run status {run['id']}"
+        f"at least {run['min_sites']} site(s) per round.\nFollow it with: fedxray-central run status {run['id']}"
     )
     emit(args, out, human)
-    if online < min_sites:
-        print(f"Note: {online} enrolled workstation(s) are connected now; the run waits until {min_sites} take part "
-              "(workstations join with `fedxray federate`).", file=sys.stderr)  # fmt: skip
+    if online is not None and online < run["min_sites"]:
+        print(f"Note: {online} enrolled workstation(s) are connected now; the run waits until {run['min_sites']} "
+              "take part (workstations join with `fedxray federate`).", file=sys.stderr)  # fmt: skip
     return 0
-
-
-def flower_runs(home, flower_run_id: str | None = None) -> tuple[dict[str, dict], str | None]:
-    """Flower's view of its runs by run id, and a problem note when the SuperLink could not say."""
-    cmd = ["ls", CONNECTION] + (["--run-id", str(flower_run_id)] if flower_run_id else [])
-    try:
-        answer = flwr(home, *cmd, timeout=60)
-    except AdminError as exc:
-        return {}, str(exc)
-    if not answer.get("success"):
-        return {}, flower_error(answer)
-    return {str(r["run-id"]): r for r in answer.get("runs", [])}, None
-
-
-def _flower_summary(flower: dict | None) -> dict | None:
-    if not flower:
-        return None
-    keys = (
-        "status",
-        "status-details",
-        "elapsed",
-        "running-at",
-        "finished-at",
-        "network-traffic",
-        "compute-time",
-    )
-    return {k: flower.get(k) for k in keys}
 
 
 def round_row(r: dict) -> list[str]:
@@ -206,25 +144,21 @@ def round_row(r: dict) -> list[str]:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    home = resolve_home(args.home)
-    with AdminClient(home) as client:
+    with AdminClient(resolve_home(args.home)) as client:
         if args.run is None:
-            return _list_runs(args, home, client)
-        run = client.request("GET", f"/api/v1/runs/{args.run}")
-        flower, problem = flower_runs(home, run["flower_run_id"]) if run["flower_run_id"] else ({}, None)
-        flower_run = flower.get(str(run["flower_run_id"]))
-        rounds = client.request("GET", f"/api/v1/runs/{args.run}/rounds")
-        versions = client.request("GET", "/api/v1/models", params={"run_id": args.run})
-    out = {"run": run, "rounds": rounds, "flower": _flower_summary(flower_run), "flower_problem": problem,
-           "model_versions": [{"version": v["version"], "server_round": v["server_round"], "is_best": v["is_best"],
-                               "released_at": v["released_at"], "metrics": key_metrics(v["card"])}
-                              for v in versions]}  # fmt: skip
-    flower_text = (flower_run or {}).get("status") or (f"unknown ({problem})" if problem else "-")
+            return _list_runs(args, client)
+        out = client.request("GET", f"/api/v1/admin/runs/{args.run}")
+    run, rounds, versions, problem = out["run"], out["rounds"], out["model_versions"], out["flower_problem"]
+    flower_text = (out["flower"] or {}).get("status") or (f"unknown ({problem})" if problem else "-")
     lines = [f"Run {run['id']}: {run['status']}  (Flower run {run['flower_run_id'] or '-'}: {flower_text})",
              f"  rounds: {sum(1 for r in rounds if r['server_round'] > 0)} of {run['num_rounds']} recorded, "
              f"at least {run['min_sites']} site(s) per round",
-             f"  created {str(run['created_at'])[:19]}, started {str(run['started_at'] or '-')[:19]}, "
-             f"finished {str(run['finished_at'] or '-')[:19]}"]  # fmt: skip
+             f"  created {str(run['created_at'])[:19]} by {run.get('started_by') or '-'}, "
+             f"started {str(run['started_at'] or '-')[:19]}, finished {str(run['finished_at'] or '-')[:19]}"]  # fmt: skip
+    fab = run.get("fab") or {}
+    if fab.get("fab_hash"):
+        code = "FedXray's installed code" if fab.get("installed_code") else f"app in {fab.get('app_dir')}"
+        lines.append(f"  code: {code}, FAB SHA-256 {fab['fab_hash']}")
     if run.get("resumes"):
         lines.append(f"  resumed {run['resumes']} time(s) after a central or SuperLink restart")
     if run["status"] == "interrupted":
@@ -243,49 +177,21 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list_runs(args: argparse.Namespace, home, client: AdminClient) -> int:
-    runs = client.request("GET", "/api/v1/runs", params={"limit": args.limit})
-    flower, problem = flower_runs(home) if runs else ({}, None)
-    out = []
-    for run in runs:
-        flower_run = flower.get(str(run["flower_run_id"])) if run["flower_run_id"] else None
-        rounds = client.request("GET", f"/api/v1/runs/{run['id']}/rounds")
-        done = sum(1 for r in rounds if r["server_round"] > 0)
-        out.append({**run, "rounds_recorded": done, "flower_status": (flower_run or {}).get("status")})
+def _list_runs(args: argparse.Namespace, client: AdminClient) -> int:
+    out = client.request("GET", "/api/v1/admin/runs", params={"limit": args.limit})
     rows = [[r["id"], r["flower_run_id"] or "-", r["status"], r["flower_status"] or "-",
              f"{r['rounds_recorded']}/{r['num_rounds']}", r["min_sites"], str(r["created_at"])[:19],
-             str(r["finished_at"] or "")[:19]] for r in out]  # fmt: skip
+             str(r["finished_at"] or "")[:19]] for r in out["runs"]]  # fmt: skip
     header = ["RUN", "FLOWER RUN", "STATUS", "FLOWER STATUS", "ROUNDS", "MIN SITES", "CREATED", "FINISHED"]
-    human = (
-        table(rows, header) if rows else "No runs yet. Start one with: fedxray-central run start --rounds N"
-    )
-    if problem:
-        human += f"\n(Flower's own status is unavailable: {problem})"
-    emit(args, {"runs": out, "flower_problem": problem}, human)
+    human = table(rows, header) if rows else "No runs yet. Start one with: fedxray-central run start --rounds N"
+    if out["flower_problem"]:
+        human += f"\n(Flower's own status is unavailable: {out['flower_problem']})"
+    emit(args, out, human)
     return 0
 
 
 def stop_run(args: argparse.Namespace) -> int:
-    home = resolve_home(args.home)
-    with AdminClient(home) as client:
-        run = client.request("GET", f"/api/v1/runs/{args.run}")
-        if run["status"] in ENDED:
-            raise AdminError(f"Run {run['id']} has already ended ({run['status']}); nothing to stop.")
-        if not run["flower_run_id"]:
-            raise AdminError(f"Run {run['id']} was never started on the SuperLink; nothing to stop.")
-        answer = flwr(home, "stop", str(run["flower_run_id"]), CONNECTION, timeout=60)
-        if not answer.get("success"):
-            reason = flower_error(answer)
-            flower, _ = flower_runs(home, run["flower_run_id"])
-            flower_status = (flower.get(str(run["flower_run_id"])) or {}).get("status", "")
-            # An interrupted run waiting to be resumed has no live Flower run: recording the stop is enough.
-            if not flower_status.startswith("finished"):
-                raise AdminError(f"The SuperLink did not stop run {run['id']}: {reason} "
-                                 f"(run status: {run['status']}).")  # fmt: skip
-        run = client.request(
-            "PATCH",
-            f"/api/v1/runs/{run['id']}",
-            json={"status": "stopped", "message": "Stopped by the admin (fedxray-central run stop)."},
-        )
-    emit(args, {"run": run}, f"Run {run['id']} stopped (Flower run {run['flower_run_id']}).")
+    with AdminClient(resolve_home(args.home)) as client:
+        run = client.request("POST", f"/api/v1/admin/runs/{args.run}/stop")
+    emit(args, {"run": run}, f"Run {run['id']} stopped (Flower run {run['flower_run_id'] or '-'}).")
     return 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 
-from central.client import AdminClient, AdminError
-from central.commands.common import add_home, add_json, emit, table
+from central.cli.admin_client import AdminClient, AdminError
+from central.cli.common import add_home, add_json, emit, table
+from central.crud.models import key_metrics
 from central.home import resolve_home
 
 
@@ -28,17 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add_json(q)
     listing.set_defaults(func=list_models)
     release.set_defaults(func=release_model)
-
-
-def key_metrics(card: dict) -> dict:
-    """Accuracy, macro-F1 and loss from a card: the server-side test set if it has one, else validation."""
-    metrics = card.get("metrics") or {}
-    for source in ("test", "validation"):
-        m = metrics.get(source)
-        if isinstance(m, dict) and m.get("accuracy") is not None:
-            return {"source": source, "accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"),
-                    "loss": m.get("loss"), "num_examples": m.get("num_examples")}  # fmt: skip
-    return {"source": None, "accuracy": None, "macro_f1": None, "loss": None, "num_examples": None}
 
 
 def fmt(value, digits: int = 3) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from central import pki
-from central.commands.common import add_home
+from central.cli.common import add_home, parse_duration
 from central.db.engine import DatabaseURLError
 from central.home import HomeError, resolve_home
 from central.settings import Settings, SettingsError, resolve_database_url
@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "127.0.0.1 and the host name)")
     p.add_argument("--public-address", help="host:port workstations use for the Fleet API "
                    "(default: the address they enrolled through)")
+    p.add_argument("--session-idle-timeout", type=parse_duration, default=parse_duration("30m"), metavar="DURATION",
+                   help="sign administrators out of the dashboard after this long without activity (default 30m)")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             superlink_port=args.superlink_port,
             public_address=args.public_address,
             log_level=args.log_level,
+            session_idle_seconds=args.session_idle_timeout,
         )
     except (HomeError, SettingsError, DatabaseURLError) as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -1,5 +1,6 @@
-"""Start, inspect and stop runs of FedXray's Flower app on a SuperLink through the `flwr` CLI (for the central's
-`run start/status/stop` and the tests). The CLI's connection lives in FLWR_HOME/config.toml, written here."""
+"""Start, inspect and stop runs of FedXray's Flower app on a bare SuperLink through the `flwr` CLI, for tests and
+benchmarks that run Flower without the central (the central starts its runs through central.run_lifecycle).
+The CLI's connection lives in FLWR_HOME/config.toml, written here."""
 
 from __future__ import annotations
 

@@ -1,1 +1,0 @@
-"""Sub-commands of `fedxray-central`, each exposing `register(subparsers)`."""

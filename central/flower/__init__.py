@@ -1,0 +1,1 @@
+"""Flower's SuperLink under the central: the supervised process, its Control API, the `flwr` tool, apps."""
