@@ -50,18 +50,18 @@ HEAT_DISPLAY_MAX = 1024  # px; GradCAM maps are smooth, so the screen layer can 
 
 
 def heat_to_qimage(heat: np.ndarray, max_side: int = HEAT_DISPLAY_MAX) -> QImage:
-    """Heatmap (H, W) [0,1] -> RGBA layer whose alpha follows fl.gradcam.overlay (weight = sqrt(heat)).
+    """Heatmap (H, W) [0,1] -> RGBA layer whose alpha follows fl.gradcam.overlay (attention_alpha).
 
     Drawn with item opacity ``a`` over the image this gives overlay(gray, heat, alpha=a). Large maps are
     subsampled to at most ``max_side`` (the viewer stretches the layer over the image).
     """
-    from fl.gradcam import colorize
+    from fl.gradcam import attention_alpha, colorize
 
     step = max(1, -(-max(heat.shape) // max_side))
     heat = np.clip(np.nan_to_num(np.asarray(heat[::step, ::step], np.float32)), 0.0, 1.0)
     rgba = np.empty(heat.shape + (4,), np.uint8)
     rgba[..., :3] = colorize(heat)
-    rgba[..., 3] = (np.sqrt(heat) * 255.0 + 0.5).astype(np.uint8)
+    rgba[..., 3] = (attention_alpha(heat) * 255.0 + 0.5).astype(np.uint8)
     h, w = heat.shape
     # Non-premultiplied RGBA: Qt composes it as colour * alpha + image * (1 - alpha).
     return QImage(np.ascontiguousarray(rgba).data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
