@@ -23,13 +23,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui.history_view import caution_text
 from app.ui.notify import Notifier
 from app.ui.style import CLASS_COLOURS
 from app.ui.workers import TaskRunner, Worker
 from fl.classes import CLASS_LABELS, CLASSES
 
 SHORT = {"Covid": "COVID-19", "Normal": "Normal", "Pneumonia-Bacterial": "Bacterial", "Pneumonia-Viral": "Viral"}
-COLUMNS = ("File", "Finding", "Probability", *(SHORT[c] for c in CLASSES), "Warnings / error")
+COLUMNS = ("File", "Finding", "Probability", *(SHORT[c] for c in CLASSES), "Cautions", "Warnings / error")
 
 
 _WARM: set = set()  # (service, model folder) whose batch graph is built
@@ -77,8 +78,8 @@ class BatchDialog(QDialog):
         self.progress = QProgressBar()
         self.progress.setFormat("%v of %m images")
         self.progress.setValue(0)
-        self.status = QLabel("Choose a folder and press Start. Heatmaps are not computed in a batch; open a "
-                             "row to see its heatmap.")
+        self.status = QLabel("Choose a folder and press Start. Every result is checked for where the model "
+                             "looked (explanation warning) and for near ties; open a row to see its heatmap.")
         self.status.setObjectName("hint")
         self.status.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -218,13 +219,22 @@ class BatchDialog(QDialog):
             cells = [SortItem(r.file_name, r.file_name.lower())]
             if r.error:
                 cells += [SortItem("—", ""), SortItem("", -1.0)] + [SortItem("", -1.0) for _ in CLASSES]
+                cells.append(SortItem("", 0))
                 cells.append(SortItem(r.error, r.error))
                 cells[-1].setForeground(QColor("#a12a1f"))
             else:
-                cells.append(SortItem(CLASS_LABELS[r.predicted], r.predicted))
-                cells[-1].setForeground(QColor(CLASS_COLOURS[r.predicted]))
+                a = r.assessment
+                finding = a.finding[:1].upper() + a.finding[1:] if a is not None else CLASS_LABELS[r.predicted]
+                cells.append(SortItem(finding, r.predicted))
+                cells[-1].setForeground(QColor("#7a4d00" if a is not None and a.near_tie
+                                               else CLASS_COLOURS[r.predicted]))
                 cells.append(SortItem(f"{100 * r.probability:.1f} %", r.probability))
                 cells += [SortItem(f"{100 * r.probabilities[c]:.1f} %", r.probabilities[c]) for c in CLASSES]
+                marks = caution_text(a) if a is not None else ""
+                cells.append(SortItem(marks, len(marks)))
+                cells[-1].setToolTip("\n".join(m for _, m in a.cautions) if a is not None else "")
+                if a is not None and a.outside_intended_use:
+                    cells[-1].setForeground(QColor("#a3261b"))
                 cells.append(SortItem("⚠ " + " ".join(r.warnings) if r.warnings else "", len(r.warnings)))
             cells[0].setToolTip(str(r.path))
             cells[-1].setToolTip(cells[-1].text())

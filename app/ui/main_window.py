@@ -209,7 +209,7 @@ class MainWindow(QMainWindow):
         self.model_status.setToolTip(str(m.model_dir or ""))
         if m.state == "ready" and m.card is not None and self.document.result is None:
             c = m.card
-            self.case_page.result.set_model(c.name, c.version, str(c.created), c.demo)
+            self.case_page.result.set_model(c.name, c.version, str(c.created), c.demo, limitation=c.main_limitation)
 
     # ------------------------------------------------------------------ opening
     def open_paths(self, paths) -> None:

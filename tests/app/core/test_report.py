@@ -46,7 +46,8 @@ def case_and_images(cxr, copy_of):
     pred = make_prediction(f, P)
     with HistoryStore() as store:
         case = store.add(pred, file_path=f, warnings=["The image is only 100×100 pixels; test warning."])
-        case = store.set_feedback(case.id, "Pneumonia-Bacterial", "confirmed by sputum culture")
+        case = store.set_feedback(case.id, "Pneumonia-Bacterial", "confirmed by sputum culture",
+                                  reason="full-size film checked on the PACS")  # it has a guardrail warning
     gray = pred.radiograph.pixels
     return case, gray, overlay(gray, pred.heatmap, alpha=0.45)
 
