@@ -110,6 +110,21 @@ class LabelledSet:
     def path_of(self, entry: LabelledEntry) -> Path:
         return self.root / entry.filename
 
+    def review(self) -> list[tuple[LabelledEntry, bytes | None]]:
+        """Every entry with a small PNG thumbnail of its image (None when the file cannot be read).
+        Reads every image: call it from a worker thread."""
+        from app.core.imaging import thumbnail_png
+        from fl.preprocess import read_image
+
+        out = []
+        for e in self.entries():
+            try:
+                thumb = thumbnail_png(read_image(self.path_of(e)).pixels)
+            except Exception:  # noqa: BLE001 - a damaged copy still gets its row, to be removed
+                thumb = None
+            out.append((e, thumb))
+        return out
+
     # ------------------------------------------------------------------ changes
     def add(self, case: Any, source_path: str | os.PathLike | None = None) -> Path:
         """File a case with clinician feedback under case.feedback_label; returns the copy's path.
@@ -286,3 +301,14 @@ class LabelledSet:
         if changed:
             self._write(entries)
         return entries
+
+
+def remove_label(labelled: LabelledSet, history: Any, pixel_sha256: str, *, user: str | None = None) -> bool:
+    """Take an image out of the labelled set and clear its label in the history (logged there with who and
+    when), so the history never shows a label the set no longer has. False when the image was not in the set."""
+    removed = labelled.remove(pixel_sha256)
+    if history is not None:
+        cases = history.find_by_sha(pixel_sha256)
+        if cases and cases[0].feedback_label is not None:
+            history.set_feedback(cases[0].id, None, user=user)
+    return removed
