@@ -70,7 +70,8 @@ class Assessment:
         if self.outside_intended_use:
             out.append((OUTSIDE_USE_CODE, OUTSIDE_INTENDED_USE))
         if self.explanation_warning:
-            out.append((EXPLANATION_CODE, f"{EXPLANATION_WARNING} ({self.off_target_text} of the attention)"))
+            out.append((EXPLANATION_CODE, f"{EXPLANATION_WARNING} ({self.off_target_text} of the attention lies "
+                                          "there.)"))
         if self.near_tie:
             out.append((NEAR_TIE_CODE, f"Near tie: {CLASS_LABELS[self.predicted]} and {CLASS_LABELS[self.runner_up]} "
                                        f"are {100 * self.margin:.1f} points apart; the model cannot tell them apart "

@@ -31,7 +31,7 @@ FILE_COLUMN, FINDING_COLUMN, CAUTIONS_COLUMN = 3, 4, 8
 
 def caution_text(a) -> str:
     """The short marks of an app.core.assessment.Assessment for a table cell."""
-    marks = (["⛔ outside intended use"] if a.outside_intended_use else []) + \
+    marks = (["outside intended use"] if a.outside_intended_use else []) + \
         (["⚠ explanation"] if a.explanation_warning else []) + (["≈ near tie"] if a.near_tie else [])
     return " · ".join(marks)
 
@@ -180,7 +180,11 @@ class HistoryView(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(THUMB + 8)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(FILE_COLUMN, QHeaderView.ResizeMode.Stretch)
+        # Long texts get fixed, adjustable widths (wrapped on two lines); the table then fits the window.
+        for col, width in ((2, 190), (FILE_COLUMN, 220), (FINDING_COLUMN, 200), (CAUTIONS_COLUMN, 190)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+            self.table.setColumnWidth(col, width)
+        header.setStretchLastSection(True)
         header.setHighlightSections(False)
         self.table.setColumnWidth(0, THUMB + 12)
 

@@ -28,6 +28,15 @@ COLUMNS = ("", "Label", "Labelled by", "When", "Patient (pseudonym)", "Reason (o
            "Replaced", "Case")
 
 
+def replaced_text(replaced: str) -> str:
+    """"Covid by alice at 2026-11-28T12:52:58+00:00" (manifest) -> "COVID-19 (alice, 2026-11-28 13:52)"."""
+    label, _, rest = replaced.partition(" by ")
+    who, _, when = rest.rpartition(" at ")
+    if not rest or not who:
+        return replaced
+    return f"{CLASS_LABELS.get(label, label)} ({who}, {_local(when)})"
+
+
 def _local(iso: str) -> str:
     try:
         return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M") if iso else "—"
@@ -120,7 +129,7 @@ class LabelledView(QWidget):
                      QTableWidgetItem(e.labelled_by or "unknown (before FedXray recorded it)"),
                      QTableWidgetItem(_local(e.labelled_at or e.added)),
                      QTableWidgetItem(e.patient_id[:16] + ("…" if len(e.patient_id) > 16 else "")),
-                     QTableWidgetItem(e.reason), QTableWidgetItem(e.replaced), QTableWidgetItem(e.case_id or "—")]
+                     QTableWidgetItem(e.reason), QTableWidgetItem(replaced_text(e.replaced)), QTableWidgetItem(e.case_id or "—")]
             cells[1].setForeground(QColor(CLASS_COLOURS.get(e.label, "#1d2935")))
             cells[4].setToolTip(e.patient_id)
             cells[0].setToolTip(e.filename)

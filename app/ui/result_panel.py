@@ -262,7 +262,7 @@ class ResultPanel(QWidget):
             self.finding_prob.setText(f"{p_top:.1f} / {p_second:.1f} %")
         else:
             self.finding_prob.setText(f"{p_top:.1f} %")
-        self.outside_use.setText("⛔ OUTSIDE THE INTENDED USE — shown despite the guardrail warnings above the "
+        self.outside_use.setText("OUTSIDE THE INTENDED USE — shown despite the guardrail warnings above the "
                                  "image; the image may not be an adult frontal chest radiograph.")
         self.outside_use.setVisible(a.outside_intended_use)
         others = [m for code, m in a.cautions if code != "outside_intended_use"]

@@ -133,7 +133,7 @@ class StatsView(QWidget):
         text = "&nbsp;&nbsp;&nbsp;".join(parts)
         c = self.cautions
         if c:
-            text += (f"<br><span style='color:#a3261b'>⛔ <b>{c.get('outside_intended_use', 0)}</b> outside the "
+            text += (f"<br><span style='color:#a3261b'><b>{c.get('outside_intended_use', 0)}</b> outside the "
                      f"intended use</span> (shown despite guardrail warnings)&nbsp;&nbsp;&nbsp;⚠ "
                      f"<b>{c.get('explanation_warning', 0)}</b> with an explanation warning&nbsp;&nbsp;&nbsp;≈ "
                      f"<b>{c.get('near_tie', 0)}</b> near ties")

@@ -31,7 +31,7 @@ def test_labelled_set_view_counts_reviews_and_removes(qtbot, window, cxr):
     labels = [view.table.item(r, 1).text() for r in range(view.table.rowCount())]
     assert sorted(labels) == sorted([CLASS_LABELS["Normal"], CLASS_LABELS["Pneumonia-Viral"]])
     viral = labels.index(CLASS_LABELS["Pneumonia-Viral"])
-    assert view.table.item(viral, 6).text().startswith("Covid by ")        # what it replaced, by whom
+    assert view.table.item(viral, 6).text().startswith(f"COVID-19 ({window.history.search()[0].feedback_by}, ")
     assert view.table.item(viral, 2).text() == window.history.search()[0].feedback_by
     assert view.table.item(viral, 0).data(0x1) is not None                   # a thumbnail (DecorationRole)
 
