@@ -181,7 +181,7 @@ class HistoryView(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         # Long texts get fixed, adjustable widths (wrapped on two lines); the table then fits the window.
-        for col, width in ((2, 190), (FILE_COLUMN, 220), (FINDING_COLUMN, 200), (CAUTIONS_COLUMN, 190)):
+        for col, width in ((2, 170), (FILE_COLUMN, 200), (FINDING_COLUMN, 170), (6, 150), (CAUTIONS_COLUMN, 170)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             self.table.setColumnWidth(col, width)
         header.setStretchLastSection(True)
