@@ -5,7 +5,16 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.ui.banners import GuardrailBanner
 from app.ui.case_view import CaseView
@@ -27,6 +36,9 @@ class CasePage(QWidget):
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.meta = QLabel()
         self.meta.setObjectName("hint")
+        for label in (self.header, self.meta):  # long names and DICOM details are cut, never widen the window
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setMinimumWidth(40)
         head = QFrame()
         head.setObjectName("caseHead")
         hl = QHBoxLayout(head)
@@ -86,6 +98,7 @@ class CasePage(QWidget):
         if ident:
             self.header.setText(f"{html.escape(ident)}&nbsp;&nbsp;<span style='font-weight:400'>"
                                 f"{html.escape(doc.name)}</span>")
+        self.header.setToolTip(f"{ident}  {doc.name}".strip())
         if rad is not None:
             parts.append(rad.format)
             meta = getattr(rad, "meta", {}) or {}
