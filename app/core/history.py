@@ -405,7 +405,14 @@ class HistoryStore:
         """Delete a case; returns it (the UI then asks whether to remove the image from the labelled set
         with LabelledSet.remove(case.pixel_sha256)). The stored image copy goes when no case uses it."""
         case = self.get(case_id)
-        self._write(lambda conn: conn.execute("DELETE FROM cases WHERE id = ?", (case_id,)))
+
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM cases WHERE id = ?", (case_id,))
+            # The image's label log goes with its last case (nothing of a deleted image stays behind).
+            conn.execute("DELETE FROM label_log WHERE pixel_sha256 = ? AND NOT EXISTS (SELECT 1 FROM cases WHERE "
+                         "pixel_sha256 = ?)", (case.pixel_sha256, case.pixel_sha256))
+
+        self._write(delete)
         if case.image_file:
             with self._lock:
                 still = self._conn.execute("SELECT 1 FROM cases WHERE image_file = ? LIMIT 1",

@@ -267,8 +267,10 @@ class MainWindow(QMainWindow):
         for case in cases:
             try:
                 self.history.delete(case.id)
-                if case.feedback_label and self.labelled is not None:
-                    self.labelled.remove(case.pixel_sha256)
+                if case.feedback_label and self.labelled is not None:  # and the label of its other cases
+                    from app.core.labelled import remove_label
+
+                    remove_label(self.labelled, self.history, case.pixel_sha256)
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 self.notifier.task_failed(f"Deleting {case.file_name}", exc)
         self.notifier.info(f"Deleted {len(cases)} case(s) from the history.")

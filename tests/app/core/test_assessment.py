@@ -74,3 +74,21 @@ def test_a_map_of_another_class_is_not_judged_as_the_result(classifier, shared_d
     other = classifier.classify(pred.radiograph, class_index=(pred.predicted + 1) % len(CLASSES))
     assert assess_prediction(other).attention is None
     assert np.isclose(assess_prediction(pred).margin, np.sort(pred.probabilities)[-1] - np.sort(pred.probabilities)[-2])
+
+
+def test_synthetic_maps_on_a_real_film_with_a_burnt_in_label(shared_data):
+    """A map on the film's own "MOBILE AP ERECT" label (top left) warns; a map on the lungs does not."""
+    from fl.attention import attention_shares
+    from fl.preprocess import read_image
+
+    px = read_image(shared_data / "cxr" / ON_THE_EDGE).pixels
+    h, w = px.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+
+    def blob(cy, cx, s):
+        return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2.0 * s**2))
+
+    p = _probs(Covid=0.9, Normal=0.1)
+    on_label = assess(p, attention=attention_shares(px, blob(0.1 * h, 0.2 * w, 0.06 * w)))
+    on_lungs = assess(p, attention=attention_shares(px, blob(0.5 * h, 0.5 * w, 0.15 * w)))
+    assert on_label.explanation_warning and not on_lungs.explanation_warning

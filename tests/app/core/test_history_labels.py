@@ -155,3 +155,14 @@ def test_an_old_labelled_set_manifest_is_read_and_rewritten_without_losing_label
         assert set(rows) == {old_sha, case.pixel_sha256}
         assert rows[old_sha]["label"] == "Normal" and rows[old_sha]["added"] == "2026-01-01T00:00:00+00:00"
         assert rows[case.pixel_sha256]["labelled_by"] == "alice"
+
+
+def test_deleting_the_last_case_of_an_image_deletes_its_label_log(cxr):
+    with HistoryStore() as store:
+        a = store.add(make_prediction(cxr["Normal"], P), file_path=cxr["Normal"])
+        b = store.add(make_prediction(cxr["Normal"], P), file_path=cxr["Normal"])
+        store.set_feedback(a.id, "Normal", user="alice")
+        store.delete(a.id)
+        assert store.get(b.id).feedback_label == "Normal" and len(store.label_events(a.pixel_sha256)) == 1
+        store.delete(b.id)
+        assert store.label_events(a.pixel_sha256) == []
