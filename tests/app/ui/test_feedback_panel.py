@@ -50,3 +50,25 @@ def test_the_controller_refuses_a_label_without_reason_for_a_flagged_case(qtbot,
     assert window.history.get(window.controller.case.id).feedback_label is None
     assert window.labelled.entries() == []
     assert "reason" in window.notifier.last.text
+
+
+def test_opening_a_labelled_image_again_shows_its_label_and_who_gave_it(qtbot, window, cxr, copy_to):
+    from tests.app.ui.helpers import wait_result
+
+    window.open_image(cxr["Normal"])
+    assert wait_result(qtbot, window) == "result"
+    panel = window.case_page.feedback
+    qtbot.waitUntil(panel.isEnabled, timeout=10_000)
+    panel.label.setCurrentIndex(panel.label.findData("Pneumonia-Viral"))
+    panel.button.click()
+    wait_idle(qtbot, window)
+    who = window.history.search()[0].feedback_by
+    window.open_image(cxr["Covid"])
+    assert wait_result(qtbot, window) == "result"
+    window.open_image(copy_to(cxr["Normal"], "same pixels, other name.png"))      # the same image, elsewhere
+    assert wait_result(qtbot, window) == "result"
+    qtbot.waitUntil(lambda: window.document.result.feedback_label == "Pneumonia-Viral", timeout=10_000)
+    assert panel.label.currentData() == "Pneumonia-Viral"
+    assert "Viral pneumonia" in panel.status.text() and who in panel.status.text()
+    panel.label.setCurrentIndex(panel.label.findData("Normal"))
+    assert panel.button.text() == "Replace label (Viral pneumonia → Normal)"
