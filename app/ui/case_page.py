@@ -36,9 +36,11 @@ class CasePage(QWidget):
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.meta = QLabel()
         self.meta.setObjectName("hint")
-        for label in (self.header, self.meta):  # long names and DICOM details are cut, never widen the window
-            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-            label.setMinimumWidth(40)
+        # Long names and DICOM details are cut rather than widen the window: the header keeps its width while
+        # there is room, the details line takes what is left.
+        self.header.setMinimumWidth(40)
+        self.meta.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.meta.setMinimumWidth(40)
         head = QFrame()
         head.setObjectName("caseHead")
         hl = QHBoxLayout(head)
