@@ -181,8 +181,8 @@ def _build_pdf(*, case, image_gray, overlay_rgb, card, explained_class, compress
         canvas.saveState()
         canvas.setFont("Helvetica", 7.5)
         canvas.setFillColor(colors.HexColor("#444444"))
-        canvas.drawString(18 * mm, A4[1] - 11 * mm, f"FedXray report · {case.file_name[:70]} · "
-                                                    f"{model_name} {model_version}")
+        name = case.file_name if len(case.file_name) <= 48 else case.file_name[:47] + "…"
+        canvas.drawString(18 * mm, A4[1] - 11 * mm, f"FedXray report · {name} · {model_name} {model_version}")
         canvas.drawRightString(A4[0] - 18 * mm, A4[1] - 11 * mm, f"Page {doc.page}")
         canvas.setFont("Helvetica-Bold", 7.5)
         canvas.setFillColor(colors.HexColor("#1f3b57"))

@@ -136,6 +136,8 @@ class FeedbackPanel(QGroupBox):
             self.button.setText("Save label")
         elif res.feedback_label and chosen != res.feedback_label:
             self.button.setText(f"Replace label ({CLASS_LABELS[res.feedback_label]} → {CLASS_LABELS[chosen]})")
+        elif res.feedback_label:
+            self.button.setText("Save label and note")  # the same label: only the note or reason changes
         elif chosen == CLASSES[res.predicted]:
             self.button.setText("Confirm finding")
         else:

@@ -98,7 +98,15 @@ def main() -> int:
     label("Normal")
     open_and_wait(SHARED / "cxr" / EDGE)   # the same image again: it shows the label it has; now changed
     label("Pneumonia-Viral")
+    bar.setValue(bar.maximum())
     shot("relabelled")
+    bar.setValue(0)
+    w.controller.export_pdf(home / "report.pdf")   # the PDF of the warned, relabelled case, as page images
+    spin(lambda: (home / "report.pdf").exists() and w.runner.active == 0, 30)
+    import subprocess
+
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(home / "report.pdf"), str(args.out / "report-page")],
+                   check=False)
     w._refresh_history()
     w.tabs.setCurrentWidget(w.history_view)
     shot("history-cautions")
