@@ -28,6 +28,7 @@ from app.ui.controller import CaseController, ModelState
 from app.ui.document import CaseDocument
 from app.ui.history_view import HistoryView
 from app.ui.icons import app_icon
+from app.ui.labelled_view import LabelledView
 from app.ui.notify import ERROR, Message, Notifier
 from app.ui.stats_view import StatsView
 from app.ui.workers import TaskRunner
@@ -89,6 +90,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.case_page, "Case")
         self.tabs.addTab(self.history_view, "History")
         self.tabs.addTab(self.stats_view, "Statistics")
+        self.labelled_view = LabelledView()
+        self.tabs.addTab(self.labelled_view, "Labelled set")
         self.intended_use = IntendedUseBar()
         central = QWidget()
         lay = QVBoxLayout(central)
@@ -133,6 +136,7 @@ class MainWindow(QMainWindow):
         self.case_page.result.explainRequested.connect(c.explain)
         self.case_page.feedback.submitted.connect(c.save_feedback)
         self.history_view.openRequested.connect(self.reopen_case)
+        self.labelled_view.openRequested.connect(self.reopen_case)
         self.history_view.deleteRequested.connect(self.delete_cases)
 
         view = self.case_page.view
@@ -186,6 +190,7 @@ class MainWindow(QMainWindow):
         self.controller.set_stores(self.history, self.labelled)
         self.history_view.set_store(self.history)
         self.stats_view.set_store(self.history)
+        self.labelled_view.set_stores(self.labelled, self.history, self.runner)
 
     def model_store(self):
         from app.core.models import ModelStore
@@ -209,7 +214,7 @@ class MainWindow(QMainWindow):
         self.model_status.setToolTip(str(m.model_dir or ""))
         if m.state == "ready" and m.card is not None and self.document.result is None:
             c = m.card
-            self.case_page.result.set_model(c.name, c.version, str(c.created), c.demo)
+            self.case_page.result.set_model(c.name, c.version, str(c.created), c.demo, limitation=c.main_limitation)
 
     # ------------------------------------------------------------------ opening
     def open_paths(self, paths) -> None:
@@ -262,8 +267,10 @@ class MainWindow(QMainWindow):
         for case in cases:
             try:
                 self.history.delete(case.id)
-                if case.feedback_label and self.labelled is not None:
-                    self.labelled.remove(case.pixel_sha256)
+                if case.feedback_label and self.labelled is not None:  # and the label of its other cases
+                    from app.core.labelled import remove_label
+
+                    remove_label(self.labelled, self.history, case.pixel_sha256)
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 self.notifier.task_failed(f"Deleting {case.file_name}", exc)
         self.notifier.info(f"Deleted {len(cases)} case(s) from the history.")
@@ -368,7 +375,7 @@ class MainWindow(QMainWindow):
 
     def _refresh_history(self) -> None:
         """The history changed: refresh the view on screen now, the hidden ones when they are shown."""
-        self._stale = {self.history_view, self.stats_view}
+        self._stale = {self.history_view, self.stats_view, self.labelled_view}
         self._tab_changed()
 
     def _tab_changed(self, _index: int = -1) -> None:
