@@ -24,7 +24,7 @@ from fl.classes import CLASS_LABELS, CLASSES
 
 HEATMAP_SUFFIX = ".heatmap.png"
 # A heatmap's file name stays within this many bytes: file systems allow 255, and the atomic write's temporary
-# name adds 14 (app.core.paths.atomic_write_bytes).
+# name adds at most 22 (app.core.paths.temp_file: dots, the writer's pid, 8 random characters, ".tmp").
 MAX_HEATMAP_NAME_BYTES = 200
 
 
