@@ -106,9 +106,10 @@ class Preferences:
         p = Path(path) if path is not None else self.path()
         return atomic_write_text(p, json.dumps(self.to_dict(), indent=2) + "\n", what="your preferences")
 
-    def add_recent(self, file_path: str | os.PathLike) -> None:
-        """Put `file_path` first in the recent-files list (no duplicates, at most max_recent)."""
-        s = str(Path(file_path).expanduser().resolve())
+    def add_recent(self, file_path: str | os.PathLike, *, resolve: bool = True) -> None:
+        """Put `file_path` first in the recent-files list (no duplicates, at most max_recent); `resolve=False` for
+        a path already resolved (resolving asks the disk)."""
+        s = str(Path(file_path).expanduser().resolve()) if resolve else str(file_path)
         self.recent_files = [s] + [x for x in self.recent_files if x != s]
         del self.recent_files[self.max_recent:]
 

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QDialog,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -23,10 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.findings import CLASS_LABELS, CLASSES
+from app.ui import dialogs
 from app.ui.notify import Notifier
 from app.ui.style import CLASS_COLOURS
 from app.ui.workers import TaskRunner, Worker
-from fl.classes import CLASS_LABELS, CLASSES
 
 SHORT = {"Covid": "COVID-19", "Normal": "Normal", "Pneumonia-Bacterial": "Bacterial", "Pneumonia-Viral": "Viral"}
 COLUMNS = ("File", "Finding", "Probability", *(SHORT[c] for c in CLASSES), "Warnings / error")
@@ -143,7 +143,7 @@ class BatchDialog(QDialog):
                           on_error=lambda _exc: _WARM.discard(key))  # the batch itself reports real errors
 
     def _browse(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Choose a folder of chest X-rays", self.folder.text())
+        path = dialogs.folder(self, "Choose a folder of chest X-rays", self.folder.text())
         if path:
             self.folder.setText(path)
 
@@ -157,8 +157,8 @@ class BatchDialog(QDialog):
         folder = Path(str(folder).strip()).expanduser()
         if self.running:
             return
-        if not str(folder) or not folder.is_dir():
-            self.notifier.error(f"{folder} is not a folder. Choose the folder that holds the images.")
+        if not str(folder).strip() or str(folder) == ".":
+            self.notifier.error("Choose the folder that holds the images (Browse…), then press Start.")
             return
         if not self.service.loaded:
             self.notifier.error("The model is not loaded yet; wait until the status bar says it is ready.")
@@ -245,7 +245,7 @@ class BatchDialog(QDialog):
     # ---- export
     def _export_dialog(self) -> None:
         default = str(Path(self.folder.text() or ".") / "fedxray-batch.csv")
-        path, _ = QFileDialog.getSaveFileName(self, "Export CSV", default, "CSV files (*.csv)")
+        path = dialogs.save_file(self, "Export CSV", default, "CSV files (*.csv)")
         if path:
             self.export_csv(path)
 

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
+from app.core.case import Result
 from app.ui import imaging
 
-
-@dataclass
-class Result:
-    """What the result panel shows: from a fresh classification or a case reopened from history."""
-
-    probabilities: np.ndarray  # (C,) in fl.classes.CLASSES order, sums to one
-    predicted: int
-    model_name: str
-    model_version: str
-    model_date: str = ""
-    demo: bool = False
-    intended_use: str = ""
-    case_id: int | str | None = None
-    feedback_label: str | None = None
-    feedback_note: str | None = None
-    from_history: bool = False
-    created: str = ""
-    notes: list[str] = field(default_factory=list)
+__all__ = ["CaseDocument", "Result"]
 
 
 class CaseDocument(QObject):

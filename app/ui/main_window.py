@@ -9,7 +9,6 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -20,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui import menus
+from app.ui import dialogs, menus
 from app.ui.actions import Actions
 from app.ui.banners import INTENDED_USE, IntendedUseBar, MessageBar
 from app.ui.case_page import CasePage
@@ -123,6 +122,7 @@ class MainWindow(QMainWindow):
         self.runner.busyChanged.connect(lambda n: self.busy.setVisible(n > 0))
         self.model.changed.connect(self._on_model)
         c.historyChanged.connect(self._refresh_history)
+        c.imageOpened.connect(self._opened)
         c.legendReady.connect(self.case_page.result.legend.set_ramp)
         c.feedbackSaved.connect(lambda case: self.case_page.feedback.saved(case.feedback_label))
         doc.imageChanged.connect(self._update_title)
@@ -214,9 +214,13 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ opening
     def open_paths(self, paths) -> None:
         """Open images given on the command line or dropped: the first is shown, the rest queued."""
-        files = [Path(p) for p in paths]
-        folders = [p for p in files if p.is_dir()]
-        files = [p for p in files if not p.is_dir()]
+        from app.core.batch import split_paths
+
+        # Which are folders is asked on a worker: a path on a network share that hangs must not freeze the window.
+        self.runner.start("Checking the paths", split_paths, [Path(p) for p in paths],
+                          on_result=lambda split: self._open_split(*split))
+
+    def _open_split(self, files: list[Path], folders: list[Path]) -> None:
         if files:
             self.queue = files
             self.open_image(files[0])
@@ -228,10 +232,12 @@ class MainWindow(QMainWindow):
         path = Path(path)
         self.tabs.setCurrentWidget(self.case_page)
         self.controller.open(path)
-        if path.is_file():
-            self.prefs.add_recent(path)
-            self._recent_timer.start()  # saved a little later, off the GUI thread, not during classification
-            menus.fill_recent(self)
+
+    def _opened(self, path: Path) -> None:
+        """An image was read: it goes first in File › Open recent (its path was resolved by the worker)."""
+        self.prefs.add_recent(path, resolve=False)
+        self._recent_timer.start()  # saved a little later, off the GUI thread, not during classification
+        menus.fill_recent(self)
 
     def _step_queue(self, step: int) -> None:
         if not self.queue or self.document.path is None:
@@ -272,12 +278,10 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ dialogs (tests replace these hooks)
     def ask_open_path(self) -> str:
         start = str(Path(self.prefs.recent_files[0]).parent) if self.prefs.recent_files else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Open a chest X-ray", start, IMAGE_FILTER)
-        return path
+        return dialogs.open_file(self, "Open a chest X-ray", start, IMAGE_FILTER)
 
     def ask_save_path(self, title: str, default: str, filt: str) -> str:
-        path, _ = QFileDialog.getSaveFileName(self, title, default, filt)
-        return path
+        return dialogs.save_file(self, title, default, filt)
 
     def confirm(self, title: str, text: str) -> bool:
         answer = QMessageBox.question(self, title, text)

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.findings import CLASS_LABELS, CLASSES
 from app.ui.document import CaseDocument
-from fl.classes import CLASS_LABELS, CLASSES
 
 STATE_TEXT = {
     "empty": "No image open.",
