@@ -76,7 +76,9 @@ class BatchDialog(QDialog):
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setFormat("%v of %m images")
+        self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setTextVisible(False)  # no "0 of 100 images" before a folder is chosen
         self.status = QLabel("Choose a folder and press Start. Heatmaps are not computed in a batch; open a "
                              "row to see its heatmap.")
         self.status.setObjectName("hint")
@@ -94,6 +96,8 @@ class BatchDialog(QDialog):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
+        # The stretched last column is never narrower than its header ("Warnings / error" was cut off).
+        header.setMinimumSectionSize(header.fontMetrics().horizontalAdvance(COLUMNS[-1]) + 24)
         self.table.setColumnWidth(0, 300)
         self.table.setWordWrap(False)
         self.export_button = QPushButton("Export CSV…")
@@ -169,6 +173,7 @@ class BatchDialog(QDialog):
         self.table.setRowCount(0)
         self.rows = []
         self.progress.setRange(0, 0)
+        self.progress.setTextVisible(True)
         self.status.setText(f"Classifying the images in {folder}…")
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)

@@ -300,8 +300,12 @@ class CaseController(QObject):
             res = self.document.result
             if res is not None:
                 res.feedback_label, res.feedback_note = case.feedback_label, case.feedback_note
-        where = f" ({stored})" if stored else ""
-        self.notifier.info(f"Label saved: {case.file_name} is in the local labelled set{where}.")
+        from app.core.findings import CLASS_LABELS
+
+        # The copy's own path is a long hash: the message names the class folder, the detail the full path.
+        where = f", under {CLASS_LABELS.get(case.feedback_label, case.feedback_label)}" if stored else ""
+        self.notifier.info(f"Label saved: {case.file_name} is in the local labelled set{where}.",
+                           detail=str(stored or ""))
         self.feedbackSaved.emit(case)
         self.historyChanged.emit()
 

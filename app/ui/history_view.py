@@ -24,6 +24,7 @@ from app.core.findings import CLASS_LABELS, CLASSES
 from app.ui.style import CLASS_COLOURS
 
 THUMB = 56
+MODEL_COLUMN_WIDTH = 150  # px
 COLUMNS = ("", "Date and time", "File", "Finding", "Probability", "Model", "Clinician label", "Warnings", "User")
 PERIODS = {"All time": None, "Today": 0, "Last 7 days": 6, "Last 30 days": 29, "Last 12 months": 364}
 
@@ -98,6 +99,8 @@ class HistoryModel(QAbstractTableModel):
                 return case.feedback_note
             if col == 2:
                 return case.file_path or case.file_name
+            if col == 5:
+                return f"{case.model_name} {case.model_version}"
         if role == Qt.ItemDataRole.TextAlignmentRole and col == 4:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -150,8 +153,13 @@ class HistoryView(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        # The model's name is long and the same on most rows: a narrow column (full name in its tooltip), so the
+        # file names get the room; a cut name keeps its start and its end (…_IM-0003.png).
+        header.setSectionResizeMode(5, QHeaderView.ResizeMode.Interactive)
         header.setHighlightSections(False)
         self.table.setColumnWidth(0, THUMB + 12)
+        self.table.setColumnWidth(5, MODEL_COLUMN_WIDTH)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
 
         self.open_button = QPushButton("Open case")
         self.open_button.setObjectName("primary")

@@ -61,7 +61,6 @@ class MainWindow(QMainWindow):
         self._recent_timer.setInterval(2000)
         self._recent_timer.timeout.connect(self._save_recent)
 
-        self.setWindowTitle(APP_TITLE)
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self.act = Actions(self)
@@ -126,6 +125,7 @@ class MainWindow(QMainWindow):
         c.legendReady.connect(self.case_page.result.legend.set_ramp)
         c.feedbackSaved.connect(lambda case: self.case_page.feedback.saved(case.feedback_label))
         doc.imageChanged.connect(self._update_title)
+        doc.imageChanged.connect(self._new_case)
         doc.stateChanged.connect(self._update_actions)
         doc.overlayChanged.connect(self._sync_checks)
         doc.displayChanged.connect(self._sync_checks)
@@ -382,14 +382,27 @@ class MainWindow(QMainWindow):
             current.refresh()
 
     def _update_title(self) -> None:
-        name = self.document.name
-        self.setWindowTitle(f"{APP_TITLE} — {name}" if name else APP_TITLE)
+        # Qt adds the application's display name ("… — FedXray"), so the title holds only the file's name.
+        self.setWindowTitle(self.document.name)
+
+    def _new_case(self) -> None:
+        """A notice about the previous case does not stay up over the next one."""
+        if self.document.radiograph is None:
+            self.message_bar.hide()
 
     def _update_actions(self, *_args) -> None:
         a, doc = self.act, self.document
         has_result = doc.result is not None
         for act in (a.export_pdf, a.export_png, a.heatmap, a.side_by_side):
             act.setEnabled(has_result)
+        if has_result:
+            why = None
+        elif doc.state == "blocked":
+            why = "not available while guardrail warnings hold the result back (choose “Show result anyway”)"
+        else:
+            why = "available once an image is classified"
+        for name in ("export_pdf", "export_png"):
+            a.explain_disabled(name, why)
         for act in (a.preset_default, a.preset_lung, a.preset_mediastinum):
             act.setEnabled(doc.is_dicom)
         for act in (a.invert, a.fit, a.zoom_in, a.zoom_out, a.actual_size):
