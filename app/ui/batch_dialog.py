@@ -96,9 +96,8 @@ class BatchDialog(QDialog):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        # The stretched last column is never narrower than its header ("Warnings / error" was cut off).
-        header.setMinimumSectionSize(header.fontMetrics().horizontalAdvance(COLUMNS[-1]) + 24)
-        self.table.setColumnWidth(0, 300)
+        self._file_width = 300  # what the File column would like; _fit_columns gives it less in a narrow window
+        self.table.setColumnWidth(0, self._file_width)
         self.table.setWordWrap(False)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
@@ -240,7 +239,22 @@ class BatchDialog(QDialog):
                 self.table.setItem(i, j, item)
         self.table.setSortingEnabled(True)
         self.table.sortItems(0, Qt.SortOrder.AscendingOrder)
-        self.table.setColumnWidth(0, max(260, min(380, self.table.sizeHintForColumn(0) + 8)))
+        self._file_width = max(260, min(380, self.table.sizeHintForColumn(0) + 8))
+        self._fit_columns()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """The File column gives up width (down to 160 px, its names elided) before the stretched last column is
+        narrower than its header ("Warnings / error" was cut off)."""
+        header = self.table.horizontalHeader()
+        last = len(COLUMNS) - 1
+        needed = header.fontMetrics().horizontalAdvance(COLUMNS[-1]) + 32
+        others = sum(header.sectionSize(i) for i in range(1, last))
+        room = self.table.viewport().width() - others - needed
+        self.table.setColumnWidth(0, max(160, min(self._file_width, room)))
 
     def _open_row(self, row: int, _col: int) -> None:
         item = self.table.item(row, 0)

@@ -160,6 +160,7 @@ class HistoryView(QWidget):
         self.table.setColumnWidth(0, THUMB + 12)
         self.table.setColumnWidth(5, MODEL_COLUMN_WIDTH)
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setWordWrap(False)  # one line per cell: a long name is elided, not wrapped over four lines
 
         self.open_button = QPushButton("Open case")
         self.open_button.setObjectName("primary")
