@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -78,7 +78,7 @@ class BatchDialog(QDialog):
         self.progress.setFormat("%v of %m images")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setTextVisible(False)  # no "0 of 100 images" before a folder is chosen
+        self.progress.hide()  # shown from the first batch on: no "0 of 100 images" before a folder is chosen
         self.status = QLabel("Choose a folder and press Start. Heatmaps are not computed in a batch; open a "
                              "row to see its heatmap.")
         self.status.setObjectName("hint")
@@ -172,7 +172,7 @@ class BatchDialog(QDialog):
         self.table.setRowCount(0)
         self.rows = []
         self.progress.setRange(0, 0)
-        self.progress.setTextVisible(True)
+        self.progress.show()
         self.status.setText(f"Classifying the images in {folder}…")
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -244,7 +244,7 @@ class BatchDialog(QDialog):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        self._fit_columns()
+        QTimer.singleShot(0, self._fit_columns)  # once the layout has given the table its new width
 
     def _fit_columns(self) -> None:
         """The File column gives up width (down to 160 px, its names elided) before the stretched last column is
