@@ -50,18 +50,24 @@ venv_install() {
   .venv/bin/python -m pip install -q -e ".${extras}"
 }
 
-# Which source dist/fedxray was built from: the commit, plus a hash of uncommitted changes to what goes into it.
+# What goes into the bundle, and so which source dist/fedxray was built from: git's hashes of these folders at the
+# commit (a commit that changes only the README or the tests needs no new bundle), plus a hash of their uncommitted
+# changes.
+BUNDLE_INPUTS="app fl resources installer pyproject.toml"
 bundle_source() {
   if ! git rev-parse --verify -q HEAD >/dev/null 2>&1; then
     echo "unknown (not a git checkout)"; return 0
   fi
-  local id changes
-  id=$(git rev-parse HEAD)
-  changes=$(git status --porcelain --untracked-files=all -- app fl resources installer pyproject.toml)
+  local id changes input
+  # shellcheck disable=SC2086
+  id="inputs-$(for input in $BUNDLE_INPUTS; do git rev-parse "HEAD:$input"; done | sha256sum | cut -c1-16)"
+  # shellcheck disable=SC2086
+  changes=$(git status --porcelain --untracked-files=all -- $BUNDLE_INPUTS)
   if [ -n "$changes" ]; then
-    id="$id+$( (git diff HEAD -- app fl resources installer pyproject.toml; echo "$changes") | sha256sum | cut -c1-12)"
+    # shellcheck disable=SC2086
+    id="$id+$( (git diff HEAD -- $BUNDLE_INPUTS; echo "$changes") | sha256sum | cut -c1-12)"
   fi
-  echo "$id"
+  echo "$id (commit $(git rev-parse --short HEAD))"
 }
 
 # CI runs tests/installer/ on the built bundle: build it (about 2-5 minutes) unless it is built from this source.
@@ -70,7 +76,7 @@ bundle_for_tests() {
   local source stamp=dist/fedxray.source
   source=$(bundle_source)
   if [ -x dist/fedxray/fedxray ] && [ "$source" != "unknown (not a git checkout)" ] \
-      && [ "$(cat "$stamp" 2>/dev/null)" = "$source" ]; then
+      && [ "$(cut -d' ' -f1 "$stamp" 2>/dev/null)" = "${source%% *}" ]; then
     echo "== bundle: dist/fedxray is already built from $source"
   else
     echo "== bundle: building dist/fedxray from $source"
