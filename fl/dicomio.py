@@ -121,7 +121,13 @@ def _check_image(ds, name: str, source: str) -> None:
     rows, cols = int(_number(ds.get("Rows"), 0)), int(_number(ds.get("Columns"), 0))
     check_dimensions(cols, rows, name, source=source)
     syntax = ds.file_meta.TransferSyntaxUID
-    if syntax.is_compressed:
+    if not syntax.is_transfer_syntax:
+        raise fail(name, f"its transfer syntax UID '{syntax}' is not a DICOM transfer syntax FedXray knows, so its "
+                         "image data cannot be interpreted", "Export it from the PACS as an uncompressed DICOM "
+                                                             "image (Explicit VR Little Endian).", source=source)
+    if not syntax.is_compressed:
+        _check_length(ds, rows, cols, name, source)
+    else:
         try:
             decoder = get_decoder(syntax)
         except NotImplementedError:
@@ -133,6 +139,28 @@ def _check_image(ds, name: str, source: str) -> None:
                              "is not installed on this workstation",
                        "Ask the PACS to send it uncompressed (Explicit VR Little Endian), or ask IT to install "
                        f"a decoder ({'; '.join(decoder.missing_dependencies)}).", source=source)
+
+
+def _check_length(ds, rows: int, cols: int, name: str, source: str) -> None:
+    """Refuse uncompressed pixel data whose length is not what Rows x Columns x samples x bits says (a wrong
+    Columns value would otherwise be decoded sheared, and a wrong Rows value cut or padded)."""
+    samples = int(_number(ds.get("SamplesPerPixel"), 1) or 1)
+    bits = int(_number(ds.get("BitsAllocated"), 0) or 0)
+    if bits not in (1, 8, 16, 32, 64):
+        raise fail(name, f"its header says each pixel value takes {bits} bits, which no image uses", _EXPORT,
+                   source=source)
+    values = rows * cols * samples
+    if samples == 3 and _text(ds.get("PhotometricInterpretation")).upper() == "YBR_FULL_422":
+        values = rows * cols * 2                              # two chroma values shared by two pixels
+    expected = (values + 7) // 8 if bits == 1 else values * bits // 8
+    actual = len(ds.PixelData)
+    if actual in (expected, expected + expected % 2):        # DICOM pads odd-length values to an even length
+        return
+    why = ("its header does not match the image, which would be shown distorted" if actual > expected else
+           "the file is damaged or incomplete (e.g. cut short while copying), or its header does not match the image")
+    raise fail(name, f"its image data holds {actual:,} bytes, {'more' if actual > expected else 'less'} than the "
+                     f"{expected:,} its header describes ({rows} rows x {cols} columns x {samples} "
+                     f"sample{'s' if samples > 1 else ''} x {bits} bits), so {why}", _EXPORT, source=source)
 
 
 def _to_gray(rgb: np.ndarray, full_scale: float) -> np.ndarray:

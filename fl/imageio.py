@@ -84,13 +84,23 @@ def read_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
     """
     data, label, shown = _read_source(source, name)
     kind = _sniff(data)
-    if kind == "DICOM" or (kind is None and looks_like_raw_dicom(data)):
-        from fl.dicomio import decode_dicom  # pydicom (and its decoders) load only when a DICOM file comes
+    try:
+        if kind == "DICOM" or (kind is None and looks_like_raw_dicom(data)):
+            # pydicom (and its decoders) load only when a DICOM file comes
+            from fl.dicomio import decode_dicom
 
-        return decode_dicom(data, name=shown, source=label)
-    if kind is None:
-        raise _not_an_image(data, shown, label)
-    return _decode_pillow(data, kind, shown, label)
+            return decode_dicom(data, name=shown, source=label)
+        if kind is None:
+            raise _not_an_image(data, shown, label)
+        return _decode_pillow(data, kind, shown, label)
+    except ImageReadError:
+        raise
+    except MemoryError:
+        raise fail(shown, "there is not enough memory to decode this image", "Close other programs and try again.",
+                   source=label) from None
+    except Exception as exc:  # noqa: BLE001 - a decoder's own failure is this file's error, never the caller's
+        raise fail(shown, f"it could not be decoded ({type(exc).__name__}: {detail(exc)})",
+                   "Export the image again, or send the file to IT support.", source=label) from exc
 
 
 def _read_source(source, name: str | None) -> tuple[bytes, str, str]:

@@ -23,7 +23,7 @@ from fl.modelfile import (
     verify,
 )
 from fl.preprocess import ImageReadError, Radiograph, preprocess, read_image, unletterbox
-from fl.radiograph import detail, fail
+from fl.radiograph import detail, fail, working_copy
 
 
 @dataclass
@@ -155,6 +155,9 @@ class Classifier:
         return self._run([self._read(image)], class_index=class_index, heatmaps=True)[0]
 
     def _run(self, images: list[Radiograph], *, class_index=None, heatmaps=True) -> list[Prediction]:
+        # Heatmaps (and the overlays drawn from them) at the working resolution; the prediction carries the
+        # working copy, which keeps the original's SHA-256.
+        images = [working_copy(img) for img in images]
         prepared = [
             preprocess(img, input_size=self.card.input_size, scaling=self.arch.scaling) for img in images
         ]
@@ -188,7 +191,7 @@ class Classifier:
         pending: list[Radiograph] = []
         for src in sources:
             try:
-                pending.append(read_image(src))
+                pending.append(working_copy(read_image(src)))   # one full-size image in memory at a time
             except ImageReadError as exc:
                 yield str(src), exc
                 continue

@@ -15,6 +15,9 @@ MAX_SIDE = 16_384
 # A single radiograph, even uncompressed 16-bit at MAX_PIXELS, stays well under this.
 MAX_FILE_BYTES = 512 * 1024 * 1024
 WINDOW_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+# Classification, heatmaps and overlays work on at most this many pixels per side (working_copy): the network sees
+# a few hundred, a heatmap is smooth, and an 8-bit overlay of a 6000 x 6000 image would hold 108 MB per copy.
+WORKING_MAX_SIDE = 2048
 
 
 class ImageReadError(Exception):
@@ -70,6 +73,9 @@ class Radiograph:
     window: tuple[float, float] | None = None
     invert: bool = False
     voi_function: str = "LINEAR"
+    # Set on a working copy (see working_copy): the SHA-256 and (height, width) of the image it was made from.
+    original_sha256: str = ""
+    original_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         # Read-only views: a shared, cached image cannot be changed by accident (the caller's array is not).
@@ -89,7 +95,10 @@ class Radiograph:
         return int(self.pixels.shape[1])
 
     def pixel_sha256(self) -> str:
-        """SHA-256 of the decoded pixel data (DICOM: modality values, so independent of the window)."""
+        """SHA-256 of the decoded pixel data (DICOM: modality values, so independent of the window); of a working
+        copy, the original's."""
+        if self.original_sha256:
+            return self.original_sha256
         data = np.ascontiguousarray(self.raw if self.raw is not None else self.pixels, dtype="<f4")
         digest = hashlib.sha256(f"float32:{data.shape[0]}x{data.shape[1]}:".encode())
         digest.update(memoryview(data).cast("B"))
@@ -129,3 +138,28 @@ def apply_window(raw, center: float, width: float, *, invert: bool = False,
     if invert:
         np.subtract(1.0, y, out=y)
     return y
+
+
+def _shrink(a: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area-weighted downscale of a float (H, W) array (Pillow's BOX filter on 32-bit float data)."""
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32))
+    return np.asarray(image.resize((width, height), Image.Resampling.BOX), dtype=np.float32)
+
+
+def working_copy(radiograph: Radiograph, max_side: int = WORKING_MAX_SIDE) -> Radiograph:
+    """The radiograph at most `max_side` pixels per side (itself when it is that small), for classification,
+    heatmaps and overlays; it keeps the original's SHA-256 and size, so the history and the labelled set know it
+    as the same image. The original's arrays are not referenced: a caller that drops the original frees them."""
+    if radiograph.original_size is not None or max(radiograph.height, radiograph.width) <= max_side:
+        return radiograph
+    h, w = radiograph.height, radiograph.width
+    scale = max_side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    pixels = np.clip(_shrink(radiograph.pixels, *size), 0.0, 1.0)
+    raw = None if radiograph.raw is None else _shrink(radiograph.raw, *size)
+    return Radiograph(pixels=pixels, source=radiograph.source, format=radiograph.format, meta=dict(radiograph.meta),
+                      raw=raw, window=radiograph.window, invert=radiograph.invert,
+                      voi_function=radiograph.voi_function, original_sha256=radiograph.pixel_sha256(),
+                      original_size=(h, w))

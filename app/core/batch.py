@@ -25,7 +25,7 @@ from fl.classes import CLASS_LABELS, CLASSES
 
 HEATMAP_SUFFIX = ".heatmap.png"
 # A heatmap's file name stays within this many bytes: file systems allow 255, and the atomic write's temporary
-# name adds 14 (app.core.paths.atomic_write_bytes).
+# name adds at most 22 (app.core.paths.temp_file: dots, the writer's pid, 8 random characters, ".tmp").
 MAX_HEATMAP_NAME_BYTES = 200
 
 
@@ -157,10 +157,30 @@ def classify_files(items: Iterable[Path | BatchRow], service: Any, *, cancel: th
                 progress(done, total)
 
 
+class NotAFolderError(AppError):
+    """The batch window was given something that is not a folder."""
+
+
+def split_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """(files, folders) among `paths`, in their order. It asks the disk (a network share may hang): call it from a
+    worker. A path that cannot be checked counts as a file, so opening it says why."""
+    files, folders = [], []
+    for p in map(Path, paths):
+        try:
+            is_dir = p.is_dir()
+        except OSError:
+            is_dir = False
+        (folders if is_dir else files).append(p)
+    return files, folders
+
+
 def classify_folder(folder: str | os.PathLike, service: Any, *, cancel: threading.Event,
                     progress: Callable[[int, int], None] | None = None, recursive: bool = True,
                     batch_size: int = 8, history: Any = None) -> list[BatchRow]:
-    """classify_files on the images of one folder (no overlay files): the batch window's work."""
+    """classify_files on the images of one folder (no overlay files): the batch window's work. Raises
+    NotAFolderError when `folder` is not a folder."""
+    if not Path(folder).is_dir():
+        raise NotAFolderError(f"{folder} is not a folder. Choose the folder that holds the images.")
     return list(classify_files(expand([folder], recursive=recursive), service, cancel=cancel, progress=progress,
                                batch_size=batch_size, history=history))
 

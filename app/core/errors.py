@@ -17,13 +17,16 @@ class DiskFullError(SaveError):
     """The disk filled up while saving; nothing half-written was left behind."""
 
 
-def save_error(exc: OSError, what: str, path: object) -> SaveError:
-    """Translate an OSError met while writing `what` to `path` into a clinician-readable SaveError."""
+def save_error(exc: OSError, what: str, path: object, *, message: str | None = None) -> SaveError:
+    """Translate an OSError met while writing `what` to `path` into a clinician-readable SaveError
+    (DiskFullError for a full disk); `message` replaces the standard text."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFullError(
+        return DiskFullError(message or
             f"The disk is full: {what} could not be saved to {path}. "
             "Nothing was changed. Free some disk space (or choose another drive) and try again."
         )
+    if message is not None:
+        return SaveError(message)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return SaveError(
             f"FedXray is not allowed to write {what} to {path} ({exc.strerror}). "

@@ -18,7 +18,7 @@ from app.core import imaging, stats
 from app.core.assessment import Assessment, assess, attention_from_json, attention_json
 from app.core.dicomtags import identification, patient_key
 from app.core.errors import AppError, DiskFullError
-from app.core.paths import atomic_write_bytes, data_dir
+from app.core.paths import atomic_write_bytes, data_dir, remove_orphan_temp_files
 from fl.classes import CLASSES
 
 SCHEMA_VERSION = 2
@@ -220,6 +220,11 @@ class HistoryStore:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):   # SQLITE_FULL
+                raise HistoryError(f"The case history at {self.path} cannot be opened: the disk is full. Free "
+                                   "some disk space on that drive, or choose another data folder in Settings › "
+                                   "Data folder. Images can still be classified; results are not saved in the "
+                                   "history until then.") from exc
             if isinstance(exc, sqlite3.OperationalError) and "not a database" not in str(exc):
                 raise HistoryError(f"The case history at {self.path} cannot be opened ({exc}). Check that the "
                                    "data folder is writable (Settings › Data folder).") from exc
@@ -227,6 +232,7 @@ class HistoryStore:
                 f"The case history at {self.path} is damaged and cannot be read ({exc}). FedXray can still "
                 "classify images. Restore the file from a backup, or move it aside to start a new history."
             ) from exc
+        remove_orphan_temp_files(self.folder / IMAGES_DIR)  # image copies a killed FedXray left half-written
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -276,8 +282,9 @@ class HistoryStore:
         except sqlite3.OperationalError as exc:
             msg = str(exc)
             if "full" in msg:  # SQLITE_FULL: "database or disk is full"
-                raise DiskFullError("The disk is full: the case could not be saved in the history. Free some "
-                                    "disk space and try again; nothing was changed.") from exc
+                raise DiskFullError(f"The disk is full: the case could not be saved in the history in "
+                                    f"{self.folder}. Free some disk space on that drive (or choose another data "
+                                    "folder in Settings › Data folder) and try again; nothing was changed.") from exc
             raise HistoryError(f"The case history could not be updated ({msg}); nothing was changed.") from exc
 
     @staticmethod

@@ -13,7 +13,6 @@ import io
 import os
 import re
 import shutil
-import tempfile
 import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.errors import AppError, save_error
-from app.core.paths import atomic_write_text, data_dir
+from app.core.paths import atomic_write_text, data_dir, remove_orphan_temp_files, temp_file
 from fl.classes import CLASSES
 from fl.formats import IMAGE_SUFFIXES
 
@@ -216,7 +215,7 @@ class LabelledSet:
         tmp = None
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=dst.parent)
+            fd, tmp = temp_file(dst)
             with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
                 shutil.copyfileobj(inp, out, 1 << 20)
                 out.flush()
@@ -270,6 +269,7 @@ class LabelledSet:
         """Finish what a crash interrupted: roll moves forward, drop rows without a file, delete unlisted
         copies and temporary files. Returns the (possibly corrected) entries."""
         entries = self._read()
+        remove_orphan_temp_files(self.root)              # a manifest a killed writer left (app.core.paths)
         on_disk: dict[str, Path] = {}
         for label in CLASSES:
             folder = self.root / label

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from app.core.errors import AppError, save_error
-from app.core.paths import cache_dir, data_dir
+from app.core.paths import cache_dir, data_dir, ensure_folder
 from app.core.settings import Preferences
 
 BUNDLED_ID = "default"
@@ -67,7 +67,7 @@ class ModelStore:
     """Imported models live in `root` (default data_dir()/models/<id>); the bundled one in the resources."""
 
     def __init__(self, root: str | os.PathLike | None = None, *, bundled_dir: str | os.PathLike | None = None):
-        self.root = Path(root) if root is not None else data_dir() / "models"
+        self.root = Path(root) if root is not None else data_dir(create=False) / "models"  # made on import
         self._bundled = Path(bundled_dir) if bundled_dir is not None else _bundled_dir()
 
     def list(self) -> list[InstalledModel]:
@@ -124,7 +124,7 @@ class ModelStore:
         from fl.modelfile import ModelFileError, check_inference, read_card, verify, write_model_folder
 
         path = Path(path)
-        self.root.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.root, "the models folder")
         with tempfile.TemporaryDirectory(prefix=".unpack-", dir=self.root) as unpack:
             src = self._locate(path, Path(unpack))
             try:

@@ -36,7 +36,7 @@ class Preferences:
 
     @staticmethod
     def path() -> Path:
-        """Where the preferences are stored."""
+        """Where the preferences are stored (the settings folder is created)."""
         return config_dir() / FILE_NAME
 
     @classmethod
@@ -44,7 +44,7 @@ class Preferences:
         """Read the preferences; a missing file gives defaults, a damaged one is moved aside to
         `preferences.json.corrupt` and defaults are used (the reason is in `.problem`). Invalid single
         values fall back to their default (also reported in `.problem`)."""
-        p = Path(path) if path is not None else cls.path()
+        p = Path(path) if path is not None else config_dir(create=False) / FILE_NAME  # reading makes no folder
         try:
             data = p.read_bytes()
         except FileNotFoundError:
@@ -106,9 +106,10 @@ class Preferences:
         p = Path(path) if path is not None else self.path()
         return atomic_write_text(p, json.dumps(self.to_dict(), indent=2) + "\n", what="your preferences")
 
-    def add_recent(self, file_path: str | os.PathLike) -> None:
-        """Put `file_path` first in the recent-files list (no duplicates, at most max_recent)."""
-        s = str(Path(file_path).expanduser().resolve())
+    def add_recent(self, file_path: str | os.PathLike, *, resolve: bool = True) -> None:
+        """Put `file_path` first in the recent-files list (no duplicates, at most max_recent); `resolve=False` for
+        a path already resolved (resolving asks the disk)."""
+        s = str(Path(file_path).expanduser().resolve()) if resolve else str(file_path)
         self.recent_files = [s] + [x for x in self.recent_files if x != s]
         del self.recent_files[self.max_recent:]
 
@@ -116,7 +117,7 @@ class Preferences:
 def peek_data_dir() -> str | None:
     """The data-folder override from the preferences file, without side effects (None when unset/unreadable)."""
     try:
-        raw = json.loads(Preferences.path().read_text(encoding="utf-8"))
+        raw = json.loads((config_dir(create=False) / FILE_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     v = raw.get("data_dir") if isinstance(raw, dict) else None

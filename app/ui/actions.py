@@ -46,6 +46,7 @@ class Actions(QObject):
     def __init__(self, parent: QObject) -> None:
         super().__init__(parent)
         self.all: dict[str, QAction] = {}
+        self.tips: dict[str, str] = {}  # each action's own tooltip (the window adds why a disabled one is off)
         for name, text, shortcut, icon, tip in _SPEC:
             act = QAction(text, parent)
             if shortcut is not None:
@@ -53,11 +54,19 @@ class Actions(QObject):
             if icon:
                 act.setIcon(standard(icon))
             if tip:
+                self.tips[name] = tip
                 act.setToolTip(tip)
                 act.setStatusTip(tip)
             act.setCheckable(name in _CHECKABLE)
             self.all[name] = act
             setattr(self, name, act)
+
+    def explain_disabled(self, name: str, why: str | None) -> None:
+        """Show `why` the action `name` is disabled in its tooltip and status tip (None: its own tip)."""
+        tip = self.tips.get(name, "")
+        text = tip if why is None else f"{tip} — {why}" if tip else why
+        self.all[name].setToolTip(text)
+        self.all[name].setStatusTip(text)
 
     def shortcut_table(self) -> list[tuple[str, str]]:
         """(action, shortcut) pairs for the shortcuts help."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QDialog,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -23,11 +22,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.findings import CLASS_LABELS, CLASSES
+from app.ui import dialogs
 from app.ui.history_view import caution_text
 from app.ui.notify import Notifier
 from app.ui.style import CLASS_COLOURS
 from app.ui.workers import TaskRunner, Worker
-from fl.classes import CLASS_LABELS, CLASSES
 
 SHORT = {"Covid": "COVID-19", "Normal": "Normal", "Pneumonia-Bacterial": "Bacterial", "Pneumonia-Viral": "Viral"}
 COLUMNS = ("File", "Finding", "Probability", "Cautions", *(SHORT[c] for c in CLASSES), "Warnings / error")
@@ -78,7 +78,9 @@ class BatchDialog(QDialog):
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setFormat("%v of %m images")
+        self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.hide()  # shown from the first batch on: no "0 of 100 images" before a folder is chosen
         self.status = QLabel("Choose a folder and press Start. Every result is checked for where the model "
                              "looked (explanation warning) and for near ties; open a row to see its heatmap.")
         self.status.setObjectName("hint")
@@ -96,7 +98,8 @@ class BatchDialog(QDialog):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        self.table.setColumnWidth(0, 300)
+        self._file_width = 300  # what the File column would like; _fit_columns gives it less in a narrow window
+        self.table.setColumnWidth(0, self._file_width)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         self.table.setColumnWidth(1, 190)
         self.table.setWordWrap(False)
@@ -147,7 +150,7 @@ class BatchDialog(QDialog):
                           on_error=lambda _exc: _WARM.discard(key))  # the batch itself reports real errors
 
     def _browse(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Choose a folder of chest X-rays", self.folder.text())
+        path = dialogs.folder(self, "Choose a folder of chest X-rays", self.folder.text())
         if path:
             self.folder.setText(path)
 
@@ -161,8 +164,8 @@ class BatchDialog(QDialog):
         folder = Path(str(folder).strip()).expanduser()
         if self.running:
             return
-        if not str(folder) or not folder.is_dir():
-            self.notifier.error(f"{folder} is not a folder. Choose the folder that holds the images.")
+        if not str(folder).strip() or str(folder) == ".":
+            self.notifier.error("Choose the folder that holds the images (Browse…), then press Start.")
             return
         if not self.service.loaded:
             self.notifier.error("The model is not loaded yet; wait until the status bar says it is ready.")
@@ -173,6 +176,7 @@ class BatchDialog(QDialog):
         self.table.setRowCount(0)
         self.rows = []
         self.progress.setRange(0, 0)
+        self.progress.show()
         self.status.setText(f"Classifying the images in {folder}…")
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -249,7 +253,22 @@ class BatchDialog(QDialog):
                 self.table.setItem(i, j, item)
         self.table.setSortingEnabled(True)
         self.table.sortItems(0, Qt.SortOrder.AscendingOrder)
-        self.table.setColumnWidth(0, max(260, min(380, self.table.sizeHintForColumn(0) + 8)))
+        self._file_width = max(260, min(380, self.table.sizeHintForColumn(0) + 8))
+        self._fit_columns()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        QTimer.singleShot(0, self._fit_columns)  # once the layout has given the table its new width
+
+    def _fit_columns(self) -> None:
+        """The File column gives up width (down to 160 px, its names elided) before the stretched last column is
+        narrower than its header ("Warnings / error" was cut off)."""
+        header = self.table.horizontalHeader()
+        last = len(COLUMNS) - 1
+        needed = header.fontMetrics().horizontalAdvance(COLUMNS[-1]) + 32
+        others = sum(header.sectionSize(i) for i in range(1, last))
+        room = self.table.viewport().width() - others - needed
+        self.table.setColumnWidth(0, max(160, min(self._file_width, room)))
 
     def _open_row(self, row: int, _col: int) -> None:
         item = self.table.item(row, 0)
@@ -259,7 +278,7 @@ class BatchDialog(QDialog):
     # ---- export
     def _export_dialog(self) -> None:
         default = str(Path(self.folder.text() or ".") / "fedxray-batch.csv")
-        path, _ = QFileDialog.getSaveFileName(self, "Export CSV", default, "CSV files (*.csv)")
+        path = dialogs.save_file(self, "Export CSV", default, "CSV files (*.csv)")
         if path:
             self.export_csv(path)
 

@@ -107,7 +107,7 @@ class CaseView(QWidget):
             self.original.follow(self.viewer)
         name = ""
         if doc.explained_class is not None:
-            from fl.classes import CLASS_LABELS, CLASSES
+            from app.core.findings import CLASS_LABELS, CLASSES
 
             name = f" — {CLASS_LABELS[CLASSES[doc.explained_class]]}"
         self._title_overlay.setText(f"GradCAM overlay{name}")

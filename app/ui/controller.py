@@ -48,6 +48,7 @@ class CaseController(QObject):
     """Runs every slow step of a case in the task runner and puts the outcome into ``document``."""
 
     historyChanged = Signal()
+    imageOpened = Signal(object)  # the resolved path of an image just read from disk (not a reopened case)
     feedbackSaved = Signal(object)  # the updated Case
     exported = Signal(str)  # path written
     legendReady = Signal(object)  # QImage
@@ -139,6 +140,7 @@ class CaseController(QObject):
             return
         self._opened = opened
         self.document.set_image(opened.path, opened.radiograph, opened.image, opened.display)
+        self.imageOpened.emit(opened.resolved or opened.path)
         # The guardrail check and the classification run at the same time; the result is shown only
         # when the check is clean or the clinician insists.
         self.runner.start(f"Checking {opened.path.name}", tasks.check, opened.radiograph,
@@ -292,7 +294,7 @@ class CaseController(QObject):
         if self.case is None or self.history is None:
             self.notifier.error("This case is not in the history, so its label cannot be saved.")
             return
-        path = self._opened.path if self._opened is not None and self._opened.path.is_file() else None
+        path = self._opened.path if self._opened is not None else None  # used when it is still a file (worker)
         self.runner.start("Saving your label", tasks.save_feedback, self.history, self.labelled, self.case.id,
                           label, note, path, reason, on_result=self._on_feedback)
 
@@ -305,8 +307,12 @@ class CaseController(QObject):
                 res.feedback_label, res.feedback_note = case.feedback_label, case.feedback_note
                 res.feedback_by, res.feedback_at = case.feedback_by, case.feedback_at
                 res.feedback_reason = case.feedback_reason
-        where = f" ({stored})" if stored else ""
-        self.notifier.info(f"Label saved: {case.file_name} is in the local labelled set{where}.")
+        from app.core.findings import CLASS_LABELS
+
+        # The copy's own path is a long hash: the message names the class folder, the detail the full path.
+        where = f", under {CLASS_LABELS.get(case.feedback_label, case.feedback_label)}" if stored else ""
+        self.notifier.info(f"Label saved: {case.file_name} is in the local labelled set{where}.",
+                           detail=str(stored or ""))
         self.feedbackSaved.emit(case)
         self.historyChanged.emit()
 
@@ -338,21 +344,15 @@ class CaseController(QObject):
                           alpha=doc.overlay_opacity, caption=self._caption(), on_result=self._on_exported)
 
     def _explained_name(self) -> str | None:
-        from fl.classes import CLASSES
+        from app.core.findings import CLASSES
 
         idx = self.document.explained_class
         return CLASSES[idx] if idx is not None else None
 
     def _caption(self) -> str:
-        from fl.classes import CLASS_LABELS, CLASSES
+        from app.core.case import caption
 
-        doc, res = self.document, self.document.result
-        finding = CLASS_LABELS[CLASSES[res.predicted]]
-        p = 100 * float(res.probabilities[res.predicted])
-        name = self._explained_name()
-        explained = f"; heatmap: {CLASS_LABELS[name]}" if name else ""
-        return (f"{doc.name} — top finding {finding} ({p:.1f} %){explained} — model {res.model_name} "
-                f"{res.model_version}")
+        return caption(self.document.name, self.document.result, self.document.explained_class)
 
     def _on_exported(self, path: Path) -> None:
         self.notifier.info(f"Saved {path}.")

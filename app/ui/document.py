@@ -2,47 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
+from app.core.case import Result
 from app.ui import imaging
 
-
-@dataclass
-class Result:
-    """What the result panel shows: from a fresh classification or a case reopened from history."""
-
-    probabilities: np.ndarray  # (C,) in fl.classes.CLASSES order, sums to one
-    predicted: int
-    model_name: str
-    model_version: str
-    model_date: str = ""
-    demo: bool = False
-    intended_use: str = ""
-    case_id: int | str | None = None
-    feedback_label: str | None = None
-    feedback_note: str | None = None
-    from_history: bool = False
-    created: str = ""
-    notes: list[str] = field(default_factory=list)
-    attention: dict | None = None  # fl.attention shares of the predicted class's heatmap (explanation check)
-    guardrails: tuple = ()  # the guardrail warnings' messages it was shown with ("Show result anyway")
-    feedback_by: str | None = None
-    feedback_at: str | None = None
-    feedback_reason: str | None = None
-    limitation: str = ""  # the model card's main limitation, shown next to the model name
-    identification: dict = field(default_factory=dict)  # DICOM patient name, ID, age, accession (history)
-
-    @property
-    def assessment(self):
-        """app.core.assessment.Assessment: near tie, explanation warning, outside the intended use."""
-        from app.core.assessment import assess
-
-        return assess(self.probabilities, attention=self.attention, guardrails=self.guardrails)
+__all__ = ["CaseDocument", "Result"]
 
 
 class CaseDocument(QObject):

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.findings import CLASS_LABELS, CLASSES
 from app.ui.document import CaseDocument
-from fl.classes import CLASS_LABELS, CLASSES
 
 EXPLANATION = (
     "Labelled cases are copied into this workstation's <b>local labelled set</b> (FedXray data folder, "

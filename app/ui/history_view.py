@@ -20,13 +20,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.findings import CLASS_LABELS, CLASSES
 from app.ui.style import CLASS_COLOURS
-from fl.classes import CLASS_LABELS, CLASSES
 
 THUMB = 56
+MODEL_COLUMN_WIDTH = 150  # px
 COLUMNS = ("", "Date and time", "Patient", "File", "Finding", "Probability", "Model", "Clinician label", "Cautions",
            "User")
-FILE_COLUMN, FINDING_COLUMN, CAUTIONS_COLUMN = 3, 4, 8
+FILE_COLUMN, FINDING_COLUMN, MODEL_COLUMN, CAUTIONS_COLUMN = 3, 4, 6, 8
 
 
 def caution_text(a) -> str:
@@ -128,6 +129,8 @@ class HistoryModel(QAbstractTableModel):
                 return "\n".join(parts)
             if col == FILE_COLUMN:
                 return case.file_path or case.file_name
+            if col == MODEL_COLUMN:
+                return f"{case.model_name} {case.model_version}"
         if role == Qt.ItemDataRole.TextAlignmentRole and col == 5:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -180,13 +183,19 @@ class HistoryView(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(THUMB + 8)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        # Long texts get fixed, adjustable widths (wrapped on two lines); the table then fits the window.
-        for col, width in ((2, 170), (FILE_COLUMN, 200), (FINDING_COLUMN, 170), (6, 150), (CAUTIONS_COLUMN, 170)):
+        # Long texts get fixed, adjustable widths; the file names get the rest of the window.
+        for col, width in ((2, 170), (FINDING_COLUMN, 170), (CAUTIONS_COLUMN, 170)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             self.table.setColumnWidth(col, width)
-        header.setStretchLastSection(True)
+        header.setSectionResizeMode(FILE_COLUMN, QHeaderView.ResizeMode.Stretch)
+        # The model's name is long and the same on most rows: a narrow column (full name in its tooltip), so the
+        # file names get the room; a cut name keeps its start and its end (…_IM-0003.png).
+        header.setSectionResizeMode(MODEL_COLUMN, QHeaderView.ResizeMode.Interactive)
         header.setHighlightSections(False)
         self.table.setColumnWidth(0, THUMB + 12)
+        self.table.setColumnWidth(MODEL_COLUMN, MODEL_COLUMN_WIDTH)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setWordWrap(False)  # one line per cell: a long name is elided, not wrapped over four lines
 
         self.open_button = QPushButton("Open case")
         self.open_button.setObjectName("primary")

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.findings import CLASS_LABELS, CLASSES
 from app.ui.style import CLASS_COLOURS
-from fl.classes import CLASS_LABELS, CLASSES
 
 THUMB = 56
 COLUMNS = ("", "Label", "Labelled by", "When", "Patient (pseudonym)", "Reason (outside the intended use)",

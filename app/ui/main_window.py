@@ -9,7 +9,6 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -20,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui import menus
+from app.ui import dialogs, menus
 from app.ui.actions import Actions
 from app.ui.banners import INTENDED_USE, IntendedUseBar, MessageBar
 from app.ui.case_page import CasePage
@@ -63,7 +62,6 @@ class MainWindow(QMainWindow):
         self._recent_timer.setInterval(2000)
         self._recent_timer.timeout.connect(self._save_recent)
 
-        self.setWindowTitle(APP_TITLE)
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self.act = Actions(self)
@@ -126,9 +124,11 @@ class MainWindow(QMainWindow):
         self.runner.busyChanged.connect(lambda n: self.busy.setVisible(n > 0))
         self.model.changed.connect(self._on_model)
         c.historyChanged.connect(self._refresh_history)
+        c.imageOpened.connect(self._opened)
         c.legendReady.connect(self.case_page.result.legend.set_ramp)
         c.feedbackSaved.connect(lambda case: self.case_page.feedback.saved(case.feedback_label))
         doc.imageChanged.connect(self._update_title)
+        doc.imageChanged.connect(self._new_case)
         doc.stateChanged.connect(self._update_actions)
         doc.overlayChanged.connect(self._sync_checks)
         doc.displayChanged.connect(self._sync_checks)
@@ -219,9 +219,13 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ opening
     def open_paths(self, paths) -> None:
         """Open images given on the command line or dropped: the first is shown, the rest queued."""
-        files = [Path(p) for p in paths]
-        folders = [p for p in files if p.is_dir()]
-        files = [p for p in files if not p.is_dir()]
+        from app.core.batch import split_paths
+
+        # Which are folders is asked on a worker: a path on a network share that hangs must not freeze the window.
+        self.runner.start("Checking the paths", split_paths, [Path(p) for p in paths],
+                          on_result=lambda split: self._open_split(*split))
+
+    def _open_split(self, files: list[Path], folders: list[Path]) -> None:
         if files:
             self.queue = files
             self.open_image(files[0])
@@ -233,10 +237,12 @@ class MainWindow(QMainWindow):
         path = Path(path)
         self.tabs.setCurrentWidget(self.case_page)
         self.controller.open(path)
-        if path.is_file():
-            self.prefs.add_recent(path)
-            self._recent_timer.start()  # saved a little later, off the GUI thread, not during classification
-            menus.fill_recent(self)
+
+    def _opened(self, path: Path) -> None:
+        """An image was read: it goes first in File › Open recent (its path was resolved by the worker)."""
+        self.prefs.add_recent(path, resolve=False)
+        self._recent_timer.start()  # saved a little later, off the GUI thread, not during classification
+        menus.fill_recent(self)
 
     def _step_queue(self, step: int) -> None:
         if not self.queue or self.document.path is None:
@@ -279,12 +285,10 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ dialogs (tests replace these hooks)
     def ask_open_path(self) -> str:
         start = str(Path(self.prefs.recent_files[0]).parent) if self.prefs.recent_files else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Open a chest X-ray", start, IMAGE_FILTER)
-        return path
+        return dialogs.open_file(self, "Open a chest X-ray", start, IMAGE_FILTER)
 
     def ask_save_path(self, title: str, default: str, filt: str) -> str:
-        path, _ = QFileDialog.getSaveFileName(self, title, default, filt)
-        return path
+        return dialogs.save_file(self, title, default, filt)
 
     def confirm(self, title: str, text: str) -> bool:
         answer = QMessageBox.question(self, title, text)
@@ -385,14 +389,27 @@ class MainWindow(QMainWindow):
             current.refresh()
 
     def _update_title(self) -> None:
-        name = self.document.name
-        self.setWindowTitle(f"{APP_TITLE} — {name}" if name else APP_TITLE)
+        # Qt adds the application's display name ("… — FedXray"), so the title holds only the file's name.
+        self.setWindowTitle(self.document.name)
+
+    def _new_case(self) -> None:
+        """A notice about the previous case does not stay up over the next one."""
+        if self.document.radiograph is None:
+            self.message_bar.hide()
 
     def _update_actions(self, *_args) -> None:
         a, doc = self.act, self.document
         has_result = doc.result is not None
         for act in (a.export_pdf, a.export_png, a.heatmap, a.side_by_side):
             act.setEnabled(has_result)
+        if has_result:
+            why = None
+        elif doc.state == "blocked":
+            why = "not available while guardrail warnings hold the result back (choose “Show result anyway”)"
+        else:
+            why = "available once an image is classified"
+        for name in ("export_pdf", "export_png"):
+            a.explain_disabled(name, why)
         for act in (a.preset_default, a.preset_lung, a.preset_mediastinum):
             act.setEnabled(doc.is_dicom)
         for act in (a.invert, a.fit, a.zoom_in, a.zoom_out, a.actual_size):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QComboBox, QMessageBox
 
+from app.core.windowing import PRESETS, current_preset
 from app.ui.banners import INTENDED_USE
 
 
@@ -47,9 +48,9 @@ def build(window) -> None:
     tb.addAction(a.invert)
     window.preset_combo = QComboBox()
     window.preset_combo.setToolTip("DICOM window presets (1, 2, 3); right-drag on the image adjusts the window")
-    window.preset_combo.addItems(["Window: file default", "Window: lung", "Window: mediastinum"])
-    window.preset_combo.activated.connect(
-        lambda i: window.case_page.view.apply_preset(("File default", "Lung", "Mediastinum")[i]))
+    window.preset_combo.addItems([f"Window: {name.lower()}" for name in PRESETS])
+    window.preset_combo.setPlaceholderText("Window: custom")     # shown for a window dragged on the image
+    window.preset_combo.activated.connect(lambda i: window.case_page.view.apply_preset(PRESETS[i]))
     window.preset_action = tb.addWidget(window.preset_combo)
     tb.addAction(a.heatmap)
     tb.addAction(a.side_by_side)
@@ -59,9 +60,17 @@ def build(window) -> None:
     tb.addAction(a.find_history)
     tb.addAction(a.settings)
     window.document.imageChanged.connect(lambda: window.preset_action.setVisible(window.document.is_dicom))
-    window.document.imageChanged.connect(lambda: window.preset_combo.setCurrentIndex(0))
+    window.document.imageChanged.connect(lambda: sync_preset(window))
+    window.document.displayChanged.connect(lambda: sync_preset(window))  # keys 1-3 and dragging too
     window.preset_action.setVisible(False)
     fill_recent(window)
+
+
+def sync_preset(window) -> None:
+    """The preset list shows the window on screen (a preset chosen with its key, or "custom" after dragging)."""
+    doc = window.document
+    name = current_preset(doc.radiograph, doc.display)
+    window.preset_combo.setCurrentIndex(PRESETS.index(name) if name is not None else -1)
 
 
 def fill_recent(window) -> None:
@@ -97,12 +106,27 @@ def show_shortcuts(window) -> None:
     box.open()
 
 
-def show_about(window) -> None:
+def about_text(window) -> str:
+    """The About box's rich text: version, build, licence, model, intended use."""
+    from PySide6 import __version__ as pyside_version
+    from PySide6.QtCore import qVersion
+
+    from app.core.about import about
+
+    info = about()
     card = window.model.card
     model = f"{html.escape(card.name)} {html.escape(card.version)}" if card is not None else "not loaded"
-    text = (f"<h3>FedXray</h3><p>Chest X-ray decision support with federated learning.</p>"
-            f"<p><b>Intended use:</b> {html.escape(INTENDED_USE)}</p><p>Model: {model}</p>"
+    return (f"<h3>FedXray {html.escape(info.version)}</h3><p>Chest X-ray decision support with federated "
+            f"learning.</p><p><b>Intended use:</b> {html.escape(INTENDED_USE)}</p>"
+            f"<table><tr><td>Version&nbsp;</td><td>{html.escape(info.version)}</td></tr>"
+            f"<tr><td>Build&nbsp;</td><td>{html.escape(info.build)}, Qt {qVersion()} (PySide6 {pyside_version})"
+            f"</td></tr><tr><td>Licence&nbsp;</td><td>{html.escape(info.licence)}</td></tr>"
+            f"<tr><td>Model&nbsp;</td><td>{model}</td></tr></table>"
             "<p>All images and results stay on this computer.</p>")
-    box = QMessageBox(QMessageBox.Icon.NoIcon, "About FedXray", text, parent=window)
+
+
+def show_about(window) -> QMessageBox:
+    box = QMessageBox(QMessageBox.Icon.NoIcon, "About FedXray", about_text(window), parent=window)
     box.setIconPixmap(window.windowIcon().pixmap(64, 64))
     box.open()
+    return box

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.findings import CLASS_LABELS, CLASSES
 from app.ui.document import CaseDocument
-from fl.classes import CLASS_LABELS, CLASSES
 
 STATE_TEXT = {
     "empty": "No image open.",
@@ -68,7 +68,7 @@ class Legend(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from fl.gradcam import LEGEND_TICKS, TRANSPARENT_BELOW
+        from app.core.case import LEGEND_TICKS, TRANSPARENT_BELOW
 
         self.ramp = QLabel()
         self.ramp.setObjectName("legendRamp")

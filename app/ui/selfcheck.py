@@ -39,7 +39,7 @@ def _keyring_report(probe: bool) -> dict:
 
 
 def _window_report(window, started: float) -> dict:
-    from fl.classes import CLASSES
+    from app.core.findings import CLASSES
 
     document = window.document
     result = getattr(document, "result", None)

@@ -11,7 +11,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QFrame,
     QGroupBox,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui import dialogs
 from app.ui.notify import Notifier
 from app.ui.workers import TaskRunner
 
@@ -168,7 +168,7 @@ class SettingsDialog(QDialog):
         self.remove_button.setEnabled(m is not None and not m.bundled)
 
     def _import_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Choose a FedXray model folder (with card.json)")
+        path = dialogs.folder(self, "Choose a FedXray model folder (with card.json)")
         if path:
             self.import_model(path)
 
@@ -194,7 +194,7 @@ class SettingsDialog(QDialog):
         self._fill_models(select=self._prefs.model_id)
 
     def _browse_data(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Data folder", self.data_dir.text())
+        path = dialogs.folder(self, "Data folder", self.data_dir.text())
         if path:
             self.data_dir.setText(path)
 

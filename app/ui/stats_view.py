@@ -9,8 +9,8 @@ from PySide6.QtCore import QMargins, Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from app.core.findings import CLASS_LABELS, CLASSES
 from app.ui.style import CLASS_COLOURS
-from fl.classes import CLASS_LABELS, CLASSES
 
 RANGES = {"day": {"Last 14 days": 13, "Last 30 days": 29, "Last 90 days": 89, "All time": None},
           "week": {"Last 12 weeks": 83, "Last 26 weeks": 181, "Last 52 weeks": 363, "All time": None}}

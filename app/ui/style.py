@@ -6,6 +6,7 @@ from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
 ACCENT = "#1f5f99"
+DISABLED_TEXT = "#a3acb5"
 CLASS_COLOURS = {
     "Covid": "#c0392b",
     "Normal": "#2e8b57",
@@ -19,6 +20,7 @@ QToolBar {{ background: #ffffff; border: none; border-bottom: 1px solid #d9dee3;
 QToolBar QToolButton {{ padding: 4px 8px; border-radius: 4px; color: #1d2935; }}
 QToolBar QToolButton:hover {{ background: #e8eef5; }}
 QToolBar QToolButton:checked {{ background: #dbe7f3; }}
+QToolBar QToolButton:disabled {{ color: {DISABLED_TEXT}; }}
 QTabWidget::pane {{ border: none; border-top: 1px solid #d9dee3; }}
 QTabBar::tab {{ padding: 7px 18px; margin-right: 2px; background: transparent; color: #4a5663;
     border-bottom: 2px solid transparent; }}
@@ -90,6 +92,9 @@ def apply(app: QApplication) -> None:
     pal.setColor(QPalette.ColorRole.Text, QColor("#1d2935"))
     pal.setColor(QPalette.ColorRole.WindowText, QColor("#1d2935"))
     pal.setColor(QPalette.ColorRole.ButtonText, QColor("#1d2935"))
+    # The colours above apply to every colour group; a disabled menu entry or button must still look disabled.
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
+        pal.setColor(QPalette.ColorGroup.Disabled, role, QColor(DISABLED_TEXT))
     app.setPalette(pal)
     font = app.font()
     if font.pointSizeF() < 9.5:

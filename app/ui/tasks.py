@@ -1,4 +1,4 @@
-"""The work the GUI hands to worker threads: plain functions that return what the widgets need."""
+"""The work the GUI hands to worker threads: app.core's case functions, with their images wrapped for Qt."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtGui import QImage
 
+from app.core import case as core
+from app.core.case import HEAT_DISPLAY_MAX, Result, check, overlay_rgb  # noqa: F401 - the workers' names
 from app.ui import imaging
-from app.ui.document import Result
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Opened:
     image: QImage
     display: imaging.Display
     warnings: list
+    resolved: Path | None = None  # the file's absolute path with links resolved (asked on the worker)
 
 
 @dataclass
@@ -46,43 +48,22 @@ class Reopened:
     notes: list[str] = field(default_factory=list)
 
 
-HEAT_DISPLAY_MAX = 1024  # px; GradCAM maps are smooth, so the screen layer can be coarser than the image
-
-
 def heat_to_qimage(heat: np.ndarray, max_side: int = HEAT_DISPLAY_MAX) -> QImage:
-    """Heatmap (H, W) [0,1] -> RGBA layer whose alpha follows fl.gradcam.overlay (attention_alpha).
-
-    Drawn with item opacity ``a`` over the image this gives overlay(gray, heat, alpha=a). Large maps are
-    subsampled to at most ``max_side`` (the viewer stretches the layer over the image).
-    """
-    from fl.gradcam import attention_alpha, colorize
-
-    step = max(1, -(-max(heat.shape) // max_side))
-    heat = np.clip(np.nan_to_num(np.asarray(heat[::step, ::step], np.float32)), 0.0, 1.0)
-    rgba = np.empty(heat.shape + (4,), np.uint8)
-    rgba[..., :3] = colorize(heat)
-    rgba[..., 3] = (attention_alpha(heat) * 255.0 + 0.5).astype(np.uint8)
-    h, w = heat.shape
-    # Non-premultiplied RGBA: Qt composes it as colour * alpha + image * (1 - alpha).
-    return QImage(np.ascontiguousarray(rgba).data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+    """The heatmap layer drawn over the image (app.core.case.heat_rgba) as a QImage."""
+    return imaging.rgba_to_qimage(core.heat_rgba(heat, max_side))
 
 
 def legend_image(width: int = 256, height: int = 12) -> QImage:
     """The colour bar of the heatmap, from the same colour map as the overlay."""
-    from fl.gradcam import legend
-
-    return imaging.rgb_to_qimage(legend(width, height))
+    return imaging.rgb_to_qimage(core.legend_rgb(width, height))
 
 
 def open_image(path: str | Path) -> Opened:
     """Read an image file (any supported format) and render it for the screen."""
-    from fl.preprocess import read_image
-
     path = Path(path)
-    rad = read_image(path)
-    display = imaging.Display(window=tuple(rad.window) if rad.raw is not None and rad.window else None)
-    image = imaging.gray_to_qimage(rad.pixels)
-    return Opened(path, rad, image, display, [])
+    rad = core.read_radiograph(path)
+    return Opened(path, rad, imaging.gray_to_qimage(rad.pixels), core.initial_display(rad), [],
+                  path.expanduser().resolve())
 
 
 def open_and_classify(path: str | Path, service, *, partial) -> Classified | BaseException | None:
@@ -117,31 +98,8 @@ def warm_up_batch(service) -> None:
         pass
 
 
-def check(radiograph) -> list:
-    """The guardrail warnings for a radiograph (app.core.guardrails)."""
-    from app.core.guardrails import check as guardrail_check
-
-    return list(guardrail_check(radiograph))
-
-
 def result_from_prediction(pred, card, case=None) -> Result:
-    return Result(
-        probabilities=np.asarray(pred.probabilities, np.float64),
-        predicted=int(pred.predicted),
-        model_name=str(pred.model_name),
-        model_version=str(pred.model_version),
-        model_date=str(getattr(card, "created", "") or ""),
-        demo=bool(getattr(card, "demo", False)),
-        intended_use=str(getattr(card, "intended_use", "") or ""),
-        case_id=getattr(case, "id", None),
-        created=str(getattr(case, "created", "") or ""),
-        limitation=limitation(card),
-    )
-
-
-def limitation(card) -> str:
-    """The model card's main limitation (fl.modelfile.ModelCard.main_limitation)."""
-    return str(getattr(card, "main_limitation", "") or "")
+    return core.result_from_prediction(pred, card, case)
 
 
 def classify(service, opened: Opened) -> Classified:
@@ -149,10 +107,9 @@ def classify(service, opened: Opened) -> Classified:
     from app.core.assessment import assess_prediction
 
     pred = service.classify(opened.radiograph)
-    heat_image = heat_to_qimage(pred.heatmap)
-    result = result_from_prediction(pred, service.card)
+    result = core.result_from_prediction(pred, service.card)
     result.attention = assess_prediction(pred).attention  # the explanation check, off the GUI thread
-    return Classified(pred, result, pred.heatmap, heat_image)
+    return Classified(pred, result, pred.heatmap, heat_to_qimage(pred.heatmap))
 
 
 def store_case(history, prediction, opened: Opened, assessment=None):
@@ -167,74 +124,23 @@ def explain(service, prediction, class_index: int) -> tuple[int, np.ndarray, QIm
 
 
 def reopen(service, history, case_id) -> Reopened:
-    """Open a stored case: its image (original or stored copy), stored result and a heatmap."""
-    from fl.classes import CLASSES
-
-    case = history.get(case_id)
-    rad, note = history.open_image(case)
-    notes = [note] if note else []
-    display = imaging.Display(window=tuple(rad.window) if rad.raw is not None and rad.window else None)
-    path = Path(case.file_path) if case.file_path else Path(case.file_name)
-    opened = Opened(path, rad, imaging.gray_to_qimage(rad.pixels), display, list(case.warnings))
-    probs = np.array([float(case.probabilities.get(c, 0.0)) for c in CLASSES])
-    predicted = CLASSES.index(case.predicted) if case.predicted in CLASSES else int(np.argmax(probs))
-    card = service.card if service is not None and service.loaded else None
-    same_model = card is not None and card.version == case.model_version and card.name == case.model_name
-    result = Result(
-        probabilities=probs, predicted=predicted, model_name=case.model_name, model_version=case.model_version,
-        model_date=str(card.created) if same_model else "", demo=bool(card.demo) if same_model else False,
-        case_id=case.id, feedback_label=case.feedback_label, feedback_note=case.feedback_note,
-        from_history=True, created=case.created, notes=notes, attention=case.attention,
-        guardrails=tuple(case.warnings), feedback_by=case.feedback_by, feedback_at=case.feedback_at,
-        feedback_reason=case.feedback_reason, limitation=limitation(card) if same_model else "",
-        identification={"patient_name": case.patient_name, "patient_id": case.patient_id,
-                        "patient_age": case.patient_age, "accession_number": case.accession_number},
-    )
-    pred = heat = heat_image = None
-    if card is not None:
-        pred = service.classify(rad, class_index=predicted)
-        heat, heat_image = pred.heatmap, heat_to_qimage(pred.heatmap)
-        if not same_model:
-            notes.append(f"Heatmap computed with the current model ({card.name} {card.version}); the stored "
-                         f"result came from {case.model_name} {case.model_version}.")
-    return Reopened(opened, case, result, pred, heat, heat_image, notes)
+    """Open a stored case (app.core.case.reopen) with its image and heatmap layer for the screen."""
+    r = core.reopen(service, history, case_id)
+    opened = Opened(r.path, r.radiograph, imaging.gray_to_qimage(r.radiograph.pixels), r.display,
+                    list(r.case.warnings))
+    heat_image = heat_to_qimage(r.heat) if r.heat is not None else None
+    return Reopened(opened, r.case, r.result, r.prediction, r.heat, heat_image, r.notes)
 
 
 def save_feedback(history, labelled, case_id, label: str, note: str, source_path: Path | None, reason: str = ""):
     """Store the clinician's label (with the reason a guardrail-flagged case needs) and put the image into the
     local labelled set."""
     case = history.set_feedback(case_id, label, note, reason=reason)
+    if source_path is not None and not Path(source_path).is_file():     # moved or deleted since it was opened
+        source_path = None
     stored = labelled.add(case, source_path) if labelled is not None else None
     return case, stored
 
 
-def overlay_rgb(gray: np.ndarray, heat: np.ndarray | None, alpha: float) -> np.ndarray:
-    """The overlay as exported (same blend as on screen)."""
-    from fl.gradcam import overlay
-
-    if heat is None:
-        g = (np.clip(gray, 0, 1) * 255 + 0.5).astype(np.uint8)
-        return np.repeat(g[..., None], 3, axis=2)
-    return overlay(gray, heat, alpha=alpha)
-
-
-def export_pdf(path: Path, *, case, radiograph, display: imaging.Display, heat, alpha: float, card,
-               explained: str | None) -> Path:
-    """Write the PDF report of the case (atomic); ``card`` only if it is the model that made the case."""
-    from app.core.report import export_pdf as write_pdf
-
-    if card is not None and (card.name, card.version) != (case.model_name, case.model_version):
-        card = None
-    gray = imaging.render(radiograph, display)
-    ov = overlay_rgb(gray, heat, alpha) if heat is not None else None
-    write_pdf(path, case=case, image_gray=gray, overlay_rgb=ov, card=card, explained_class=explained)
-    return Path(path)
-
-
-def export_png(path: Path, *, radiograph, display: imaging.Display, heat, alpha: float, caption: str) -> Path:
-    """Write the overlay as a PNG with a caption strip and the intended-use line (atomic)."""
-    from app.core.report import export_overlay_png
-
-    gray = imaging.render(radiograph, display)
-    export_overlay_png(path, overlay_rgb(gray, heat, alpha), caption=caption)
-    return Path(path)
+export_pdf = core.export_pdf
+export_png = core.export_png

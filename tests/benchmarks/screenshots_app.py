@@ -95,11 +95,26 @@ def main() -> int:
     shot("main-xray")
     open_and_wait(SHARED / "dicom" / "RG1_UNCR.dcm")
     shot("main-dicom")
+    w.act.preset_lung.trigger()                              # key 2: the toolbar's preset list follows
+    shot("main-dicom-lung-preset")
+    w.act.preset_default.trigger()
     w.document.set_overlay(side_by_side=True)
     shot("main-side-by-side")
     w.document.set_overlay(side_by_side=False)
     open_and_wait(SHARED / "dicom" / "CT_small.dcm")
     shot("guardrail-ct")
+    from PySide6.QtCore import QPoint
+
+    file_menu = w.menuBar().actions()[0].menu()              # Export is disabled while the result is held back
+    file_menu.popup(w.mapToGlobal(QPoint(8, 4)))
+    spin(timeout=0.5)
+    shot("guardrail-ct-file-menu", file_menu)
+    file_menu.close()
+    from app.ui import menus
+
+    about = menus.show_about(w)
+    shot("about", about)
+    about.close()
     w.tabs.setCurrentWidget(w.history_view)
     shot("history")
     w.tabs.setCurrentWidget(w.stats_view)
@@ -111,6 +126,7 @@ def main() -> int:
     dialog = w.show_batch()
     dialog.record.setChecked(False)
     dialog.move(120, 80)
+    shot("batch-before-a-folder", dialog)
     import shutil
 
     batch_dir = home / "batch"

@@ -306,6 +306,36 @@ def test_dicom_bomb_is_refused_before_decoding(tmp_path):
     _refused(save(ds, tmp_path / "bomb.dcm"), "65535 x 65535", "megapixels", "not a radiograph")
 
 
+@pytest.mark.parametrize("change", ["Columns-1", "Columns+1", "Rows-3", "Rows+3"])
+def test_pixel_data_longer_or_shorter_than_the_header_says_is_refused(tmp_path, change):
+    """A wrong Columns value would be decoded sheared (and classified with confidence): refuse it instead."""
+    ds = pydicom.dcmread(_shared("RG1_UNCR.dcm"))
+    tag, delta = change[:-2], int(change[-2:])
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    setattr(ds, tag, getattr(ds, tag) + delta)
+    expected = int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel) * int(ds.BitsAllocated) // 8
+    actual = len(ds.PixelData)
+    assert actual == rows * cols * 2 != expected                  # the file itself is intact, its header lies
+    message = _refused(save(ds, tmp_path / "lying.dcm"), "lying.dcm", f"{actual:,} bytes", f"{expected:,}",
+                       f"{ds.Rows} rows x {ds.Columns} columns", "export the image again")
+    assert ("more than" if actual > expected else "less than") in message
+
+
+def test_odd_length_pixel_data_with_its_padding_byte_is_accepted(tmp_path):
+    stored = np.arange(3 * 5, dtype=np.uint8).reshape(3, 5) * 10  # 15 bytes, padded to 16 on save
+    ds = make_dicom(stored)
+    rad = read_image(save(ds, tmp_path / "odd.dcm"))
+    assert rad.raw.shape == (3, 5) and np.array_equal(rad.raw, stored.astype(np.float32))
+    ds.PixelData = stored.tobytes() + b"\x00" * 3                  # more than the one padding byte
+    _refused(save(ds, tmp_path / "extra.dcm"), "extra.dcm", "18 bytes", "more than the 15")
+
+
+def test_an_unknown_transfer_syntax_is_this_files_clear_error(tmp_path):
+    ds = pydicom.dcmread(_shared("RG1_UNCR.dcm"))
+    ds.file_meta.TransferSyntaxUID = "1.2.3.4.5.6.7.8.9"
+    _refused(save(ds, tmp_path / "odd-syntax.dcm"), "odd-syntax.dcm", "1.2.3.4.5.6.7.8.9",
+             "not a DICOM transfer syntax", "uncompressed")
+
 # ---------------------------------------------------------------- compressed transfer syntaxes
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])

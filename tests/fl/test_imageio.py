@@ -325,3 +325,16 @@ def test_permission_denied(tmp_path):
 def test_wrong_source_type_is_a_programming_error():
     with pytest.raises(TypeError):
         read_image(io.BytesIO(b"abc"))
+
+
+def test_a_working_copy_keeps_the_originals_hash_and_size_and_averages_areas(tmp_path):
+    from fl.radiograph import WORKING_MAX_SIDE, working_copy
+
+    a = np.zeros((4096, 2048), np.uint16)
+    a[:, 1::2] = 65535                                        # columns alternate black and white: grey on average
+    rad = read_image(_save(Image.fromarray(a), tmp_path / "stripes.png"))
+    work = working_copy(rad)
+    assert work.pixels.shape == (WORKING_MAX_SIDE, WORKING_MAX_SIDE // 2)
+    assert work.original_size == (4096, 2048) and work.pixel_sha256() == rad.pixel_sha256()
+    np.testing.assert_allclose(work.pixels, 0.5, atol=1e-6)   # an area average, not every other column
+    assert working_copy(work) is work and working_copy(read_image(_save(Image.fromarray(a[:100]), tmp_path / "s.png"))).original_size is None

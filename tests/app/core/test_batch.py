@@ -172,3 +172,27 @@ def test_csv_and_history_carry_the_explanation_warning_and_outside_use_mark(tmp_
             assert stored.explanation_warning == row.assessment.explanation_warning, name
             assert stored.outside_intended_use == (name == "ct.dcm")
             assert lines[name]["near_tie"] == ("yes" if row.assessment.near_tie else "no")
+
+
+def test_dicom_files_it_cannot_decode_are_their_own_error_rows(tmp_path, cxr, dicom_dir, loaded_service):
+    """An unknown transfer syntax UID and pixel data that does not fit Rows x Columns: each is that file's error
+    row with a clear message, and every other file in the batch is classified."""
+    import pydicom
+
+    d = tmp_path / "hostile"
+    d.mkdir()
+    shutil.copy(cxr["Covid"], d / "a.png")
+    ds = pydicom.dcmread(dicom_dir / "RG1_UNCR.dcm")
+    ds.file_meta.TransferSyntaxUID = "1.2.3.4.5.6.7.8.9"
+    ds.save_as(d / "b-odd-syntax.dcm", enforce_file_format=True)
+    ds = pydicom.dcmread(dicom_dir / "RG1_UNCR.dcm")
+    ds.Columns = int(ds.Columns) - 1                                   # a sheared image if it were decoded
+    ds.save_as(d / "c-wrong-columns.dcm", enforce_file_format=True)
+    shutil.copy(cxr["Normal"], d / "d.png")
+    rows = classify_folder(d, loaded_service, cancel=threading.Event())
+    assert [r.file_name for r in rows] == ["a.png", "b-odd-syntax.dcm", "c-wrong-columns.dcm", "d.png"]
+    assert rows[0].predicted in CLASSES and rows[3].predicted in CLASSES
+    assert rows[1].predicted is None and rows[1].error.startswith('Cannot open "b-odd-syntax.dcm"')
+    assert "1.2.3.4.5.6.7.8.9" in rows[1].error
+    assert rows[2].predicted is None and rows[2].error.startswith('Cannot open "c-wrong-columns.dcm"')
+    assert "more than the" in rows[2].error and "header does not match" in rows[2].error

@@ -90,7 +90,7 @@ def test_history_search_filter_reopen_and_delete(qtbot, window, cxr, dicom_dir):
     res = window.document.result
     assert res.from_history and res.case_id == dicom_case.id
     np.testing.assert_allclose(res.probabilities, [dicom_case.probabilities[c] for c in CLASSES])
-    assert window.document.heat is not None and window.windowTitle() == "FedXray — RG1_UNCR.dcm"
+    assert window.document.heat is not None and window.windowTitle() == "RG1_UNCR.dcm"
     assert len(window.history) == 4  # reopening does not add a case
 
     # Delete it (the confirmation is answered yes).

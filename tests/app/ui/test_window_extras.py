@@ -28,7 +28,7 @@ def test_dropping_images_opens_the_first_and_queues_the_rest(qtbot, window, cxr,
     assert window.act.next_image.isEnabled()
     qtbot.keyClick(window, Qt.Key.Key_PageDown)
     assert wait_result(qtbot, window) == "result"
-    assert window.document.path == files[1] and window.windowTitle() == "FedXray — RG1_UNCR.dcm"
+    assert window.document.path == files[1] and window.windowTitle() == "RG1_UNCR.dcm"
     qtbot.keyClick(window, Qt.Key.Key_PageUp)
     assert wait_result(qtbot, window) == "result"
     assert window.document.path == files[0]
@@ -40,6 +40,7 @@ def test_dropping_a_folder_starts_a_batch(qtbot, window, cxr, copy_to):
         copy_to(cxr[c], folder="dropped")
     folder = Path(copy_to(cxr["Pneumonia-Viral"], folder="dropped")).parent
     drop_files(window, [folder])
+    qtbot.waitUntil(lambda: window.batch_dialog is not None)     # which paths are folders is asked on a worker
     dialog = window.batch_dialog
     qtbot.waitUntil(lambda: dialog is not None and not dialog.running and bool(dialog.rows), timeout=120_000)
     assert dialog.table.rowCount() == 3
