@@ -184,7 +184,7 @@ class HistoryView(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         # Long texts get fixed, adjustable widths; the file names get the rest of the window.
-        for col, width in ((2, 170), (FINDING_COLUMN, 170), (CAUTIONS_COLUMN, 170)):
+        for col, width in ((2, 130), (FINDING_COLUMN, 150), (CAUTIONS_COLUMN, 140)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             self.table.setColumnWidth(col, width)
         header.setSectionResizeMode(FILE_COLUMN, QHeaderView.ResizeMode.Stretch)

@@ -60,7 +60,12 @@ def test_the_caption_names_file_finding_heatmap_and_model():
 def test_the_heat_layer_alpha_is_the_overlay_weight():
     heat = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(64, 48)
     rgba = core.heat_rgba(heat)
-    np.testing.assert_array_equal(rgba[..., 3], (np.sqrt(heat) * 255 + 0.5).astype(np.uint8))
+    from fl.gradcam import OPAQUE_FROM, TRANSPARENT_BELOW
+
+    # The overlay's weight, written out: transparent below TRANSPARENT_BELOW, a smoothstep up to OPAQUE_FROM.
+    t = np.clip((heat - TRANSPARENT_BELOW) / (OPAQUE_FROM - TRANSPARENT_BELOW), 0, 1)
+    np.testing.assert_array_equal(rgba[..., 3], (t * t * (3 - 2 * t) * 255 + 0.5).astype(np.uint8))
+    assert (rgba[..., 3][heat < TRANSPARENT_BELOW] == 0).all() and rgba[..., 3].max() == 255
     assert core.heat_rgba(np.zeros((3000, 1500), np.float32), max_side=1024).shape == (1000, 500, 4)
 
 

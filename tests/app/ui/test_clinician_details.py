@@ -10,6 +10,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
 
 from app.ui.imaging import qimage_to_rgb
+from fl.classes import CLASSES
 from tests.app.ui.helpers import wait_idle, wait_result
 
 
@@ -56,7 +57,10 @@ def test_a_notice_from_one_case_is_gone_on_the_next_and_names_no_hashed_path(qtb
     window.open_image(copy_to(cxr["Covid"]))
     assert wait_result(qtbot, window) == "result"
     wait_idle(qtbot, window)
-    qtbot.mouseClick(window.case_page.feedback.button, Qt.MouseButton.LeftButton)   # confirm the finding
+    panel = window.case_page.feedback
+    qtbot.waitUntil(lambda: panel.isEnabled(), timeout=10_000)  # once the case is in the history
+    panel.label.setCurrentIndex(panel.label.findData(CLASSES[window.document.result.predicted]))  # starts empty
+    qtbot.mouseClick(panel.button, Qt.MouseButton.LeftButton)   # confirm the finding
     qtbot.waitUntil(lambda: "Label saved" in window.message_bar.text(), timeout=30_000)
     shown = window.message_bar.text()
     assert not re.search(r"[0-9a-f]{32}", shown), shown            # the copy's hashed name is not shown
@@ -74,11 +78,11 @@ def test_the_batch_window_before_a_folder_and_its_last_column(qtbot, window):
     header = dialog.table.horizontalHeader()
     last = dialog.table.columnCount() - 1
     needed = header.fontMetrics().horizontalAdvance(dialog.table.horizontalHeaderItem(last).text())
-    for width in (1100, 900):
+    for width in (1400, 900):
         dialog.resize(width, 600)
         qtbot.wait(100)
         assert header.sectionSize(last) >= needed + 12, (width, header.sectionSize(last), needed)
-        if width == 1100:
+        if width == 1400:
             assert header.sectionSize(0) == 300                  # room enough: the File column keeps its width
     dialog.close()
 
@@ -104,8 +108,10 @@ def test_the_history_gives_file_names_the_room(qtbot, window, cxr):
     qtbot.waitUntil(lambda: window.history_view.table.model().rowCount() == 1, timeout=30_000)
     table = window.history_view.table
     header = table.horizontalHeader()
-    assert header.sectionSize(5) <= 150 < header.sectionSize(2)
-    index = table.model().index(0, 5)
+    from app.ui.history_view import FILE_COLUMN, MODEL_COLUMN
+
+    assert header.sectionSize(MODEL_COLUMN) <= 150 < header.sectionSize(FILE_COLUMN)
+    index = table.model().index(0, MODEL_COLUMN)
     assert table.model().data(index, Qt.ItemDataRole.ToolTipRole) == table.model().data(index)   # full model name
     assert table.textElideMode() == Qt.TextElideMode.ElideMiddle and not table.wordWrap()
 
