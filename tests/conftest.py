@@ -21,12 +21,18 @@ def shared_data_dir() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
+def require_shared_data(*parts: str) -> Path:
+    """A file or folder of the shared test data; a missing one FAILS the test (never skips it): CI always has the
+    data, so a test that needs it must not pass quietly without it."""
+    path = shared_data_dir().joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"the shared test data is missing: expected {path} (set FEDXRAY_SHARED_DATA)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    path = shared_data_dir()
-    if not (path / "cxr").is_dir():
-        pytest.fail(f"the shared test data is missing: expected {path}/cxr (set FEDXRAY_SHARED_DATA)")
-    return path
+    return require_shared_data("cxr").parent
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 import dataclasses
 import io
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +23,11 @@ from pydicom.uid import (
 )
 
 from fl.preprocess import ImageReadError, apply_window, read_image
-
-DATA = Path(os.environ.get("FEDXRAY_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
-DICOM = DATA / "dicom"
+from tests.conftest import require_shared_data
 
 
 def _shared(name: str) -> Path:
-    path = DICOM / name
-    if not path.exists():
-        pytest.skip(f"shared DICOM file not found: {path}")
-    return path
+    return require_shared_data("dicom", name)
 
 
 def make_dicom(stored: np.ndarray, *, bits_stored: int | None = None, signed: bool = False,
@@ -354,3 +348,117 @@ def test_jpeg_lossless_and_jpeg_ls_decode_exactly(tmp_path, syntax):
     decoded = read_image(out)
     np.testing.assert_array_equal(decoded.raw, original.raw)
     np.testing.assert_array_equal(decoded.pixels, original.pixels)
+
+
+# ---------------------------------------------------------------- rare encodings, built from a real radiograph
+# The stored values are a real CR radiograph's (RG1_UNCR, every 4th pixel, 15 -> 12 bits: 489 x 461 pixels, few
+# enough that the derived window samples every pixel). Each expectation is worked out here with numpy from the
+# standard's definitions (PS3.3 C.11.1 Modality LUT, C.11.2 VOI LUT, C.7.5.1.1.2 Pixel Padding Value,
+# C.7.6.3.1.2 MONOCHROME1), then checked on what is displayed (Radiograph.pixels) and on what is classified (the
+# network input and the tiny network's probabilities).
+def _by_hand_linear(x: np.ndarray, c: float, w: float) -> np.ndarray:
+    """PS3.3 C.11.2.1.2.1 (_linear above) for an array."""
+    x = np.asarray(x, np.float64)
+    y = (x - (c - 0.5)) / (w - 1) + 0.5
+    return np.where(x <= c - 0.5 - (w - 1) / 2, 0.0, np.where(x > c - 0.5 + (w - 1) / 2, 1.0, y))
+
+
+def _lut_item(first: int, data: np.ndarray, **extra) -> Dataset:
+    item = Dataset()
+    item.add_new(0x00283002, "US", [len(data), first, 16])       # LUT Descriptor: entries, first value, bits
+    item.add_new(0x00283006, "US", [int(v) for v in data])         # LUT Data
+    for key, value in extra.items():
+        setattr(item, key, value)
+    return item
+
+
+def _lut_lookup(first: int, data: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Values below the first mapped value take the first entry, above the last the last (C.11.1.1, C.11.2.1.1)."""
+    return np.asarray(data, np.float64)[np.clip(x.astype(np.int64) - first, 0, len(data) - 1)]
+
+
+@pytest.fixture(scope="module")
+def real12() -> np.ndarray:
+    stored = pydicom.dcmread(_shared("RG1_UNCR.dcm")).pixel_array
+    out = (stored[::4, ::4] >> 3).astype(np.uint16)
+    assert out.shape == (489, 461) and out.max() < 4096 and len(np.unique(out)) > 1000
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tiny_model_dir):
+    from fl.inference import Classifier
+
+    return Classifier(tiny_model_dir)
+
+
+def _check_displayed_and_classified(path, expected, classifier, *, mask=None, atol=1e-5):
+    """read_image(path).pixels equal `expected` (where `mask`), and so do the network input and probabilities."""
+    from fl.preprocess import preprocess
+    from fl.radiograph import Radiograph
+
+    image = read_image(path)
+    keep = np.ones(expected.shape, bool) if mask is None else mask
+    np.testing.assert_allclose(image.pixels[keep], expected[keep], atol=atol)
+    by_hand = Radiograph(pixels=np.where(keep, expected, image.pixels).astype(np.float32), source="hand", format="DICOM")
+    size, scaling = classifier.card.input_size, classifier.arch.scaling
+    np.testing.assert_allclose(preprocess(image, input_size=size, scaling=scaling)[0],
+                               preprocess(by_hand, input_size=size, scaling=scaling)[0], atol=4 * atol)
+    np.testing.assert_allclose(classifier.classify(image).probabilities, classifier.classify(by_hand).probabilities,
+                               atol=1e-5)
+    return image
+
+
+def test_monochrome1_with_a_voi_lut_sequence_is_inverted_after_the_lut(tmp_path, real12, tiny_classifier):
+    first = 200                                                    # stored values below 200 take entry 0
+    data = np.rint(65535 * np.linspace(0.0, 1.0, 3000) ** 0.6)     # a gamma curve over stored 200..3199
+    ds = make_dicom(real12, bits_stored=12, photometric="MONOCHROME1", WindowCenter=2048, WindowWidth=4096)
+    ds.VOILUTSequence = [_lut_item(first, data, LUTExplanation="gamma 0.6")]
+    path = save(ds, tmp_path / "m1_voilut.dcm")
+    lut = _lut_lookup(first, data, real12) / 65535                 # the VOI LUT output, 16 bits -> 0-1
+    expected = 1.0 - lut                                           # MONOCHROME1: the minimum is white
+    image = _check_displayed_and_classified(path, expected, tiny_classifier)
+    assert image.invert is True
+    # MONOCHROME1: the lowest stored values (bone, the spine) are displayed bright, the highest (lung) dark.
+    assert image.pixels[real12 < np.percentile(real12, 5)].mean() > 0.8 > 0.2 > \
+        image.pixels[real12 > np.percentile(real12, 95)].mean()
+
+
+def test_modality_lut_sequence_feeds_the_window(tmp_path, real12, tiny_classifier):
+    i = np.arange(4096, dtype=np.float64)
+    data = np.rint(1000 + 0.003 * i**2)                            # non-linear: no slope/intercept gives this
+    c, w = 16000.0, 30000.0
+    ds = make_dicom(real12, bits_stored=12, WindowCenter=c, WindowWidth=w)
+    ds.ModalityLUTSequence = [_lut_item(0, data, ModalityLUTType="US")]
+    path = save(ds, tmp_path / "modality_lut.dcm")
+    raw = _lut_lookup(0, data, real12)
+    image = _check_displayed_and_classified(path, _by_hand_linear(raw, c, w), tiny_classifier)
+    np.testing.assert_array_equal(image.raw, raw.astype(np.float32))
+    assert image.window == (c, w)
+
+
+def test_pixel_padding_value_is_left_out_of_the_derived_window(tmp_path, real12, tiny_classifier):
+    stored = real12.copy()
+    pad = 4095                                                      # a white collimator frame, 60 pixels wide
+    stored[:60, :] = stored[-60:, :] = stored[:, :60] = stored[:, -60:] = pad
+    ds = make_dicom(stored, bits_stored=12, PixelPaddingValue=pad, RescaleSlope=2, RescaleIntercept=-1024)
+    path = save(ds, tmp_path / "padding.dcm")
+    body = stored != pad
+    assert 0.3 < 1 - body.mean() < 0.5                              # enough padding to move any percentile
+    raw = 2.0 * stored - 1024
+    lo, hi = np.percentile(raw[body], [0.5, 99.5])                  # every pixel is sampled at this size
+    c, w = (lo + hi) / 2, hi - lo
+    image = _check_displayed_and_classified(path, _by_hand_linear(raw, c, w), tiny_classifier)
+    assert image.window == pytest.approx((c, w), abs=1e-3)
+    with_pad = np.percentile(raw, [0.5, 99.5])                      # what counting the frame would have given
+    assert abs(with_pad[1] - hi) > 100, "the padding would not change the window: the test would prove nothing"
+
+
+def test_rescale_slope_intercept_and_window_on_real_pixels_monochrome1(tmp_path, real12, tiny_classifier):
+    c, w = 900.0, 2500.0
+    ds = make_dicom(real12, bits_stored=12, photometric="MONOCHROME1", RescaleSlope=0.5, RescaleIntercept=-300,
+                    WindowCenter=c, WindowWidth=w)
+    path = save(ds, tmp_path / "rescale_m1.dcm")
+    raw = 0.5 * real12.astype(np.float64) - 300
+    image = _check_displayed_and_classified(path, 1.0 - _by_hand_linear(raw, c, w), tiny_classifier)
+    np.testing.assert_allclose(image.raw, raw, atol=1e-4)
