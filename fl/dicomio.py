@@ -84,6 +84,9 @@ def _read_dataset(data: bytes, name: str, source: str):
     except Exception as exc:
         raise fail(name, f"it looks like a DICOM file but its header is damaged ({detail(exc)})", _EXPORT,
                    source=source) from exc
+    if isinstance(getattr(ds.file_meta, "TransferSyntaxUID", None), MultiValue):  # "uid1\\uid2": which one?
+        raise fail(name, f"its header names several transfer syntaxes ({_text(ds.file_meta.TransferSyntaxUID)}), "
+                         "so its image data cannot be interpreted", _EXPORT, source=source)
     if not getattr(ds.file_meta, "TransferSyntaxUID", None):
         implicit, little = getattr(ds, "original_encoding", (False, True))
         if little is False:

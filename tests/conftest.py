@@ -14,6 +14,19 @@ os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Hypothesis (the fuzz tests of hostile input): "ci" keeps the whole search to a few minutes on two cores; set
+# FEDXRAY_FUZZ_PROFILE=long for a search fifty times as long. No deadline per example (the machine may be loaded).
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", max_examples=300, deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("long", max_examples=15_000, deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("FEDXRAY_FUZZ_PROFILE", "ci"))
+except ImportError:  # the dev extra installs it; without it only the fuzz tests cannot run
+    pass
+
 
 def shared_data_dir() -> Path:
     """The shared test data (../shared/data beside the checkout, or $FEDXRAY_SHARED_DATA)."""

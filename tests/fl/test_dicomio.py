@@ -462,3 +462,13 @@ def test_rescale_slope_intercept_and_window_on_real_pixels_monochrome1(tmp_path,
     raw = 0.5 * real12.astype(np.float64) - 300
     image = _check_displayed_and_classified(path, 1.0 - _by_hand_linear(raw, c, w), tiny_classifier)
     np.testing.assert_allclose(image.raw, raw, atol=1e-4)
+
+
+def test_a_multi_valued_transfer_syntax_is_refused(tmp_path):
+    # Found by tests/app/ui/test_fuzz_open.py: a backslash in the UID made it a list, and the check of the
+    # transfer syntax ended in an AttributeError instead of a message.
+    data = save(make_dicom(np.zeros((4, 4), np.uint16)), tmp_path / "one.dcm").read_bytes()
+    assert data.count(b"1.2.840.10008.1.2.1\x00") == 1
+    path = tmp_path / "two_syntaxes.dcm"
+    path.write_bytes(data.replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2\\1\x00"))
+    _refused(path, "two_syntaxes.dcm", "several transfer syntaxes", "1.2.840.10008.1.2\\1", "export the image again")
