@@ -81,6 +81,8 @@ def _derived_window(raw: np.ndarray, stored: np.ndarray, padding) -> tuple[float
 def _read_dataset(data: bytes, name: str, source: str):
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not has_preamble(data))
+        for _ in (*ds.file_meta, *ds):  # pydicom parses elements when first used: a damaged one fails here
+            pass
     except Exception as exc:
         raise fail(name, f"it looks like a DICOM file but its header is damaged ({detail(exc)})", _EXPORT,
                    source=source) from exc

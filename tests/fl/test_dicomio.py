@@ -472,3 +472,13 @@ def test_a_multi_valued_transfer_syntax_is_refused(tmp_path):
     path = tmp_path / "two_syntaxes.dcm"
     path.write_bytes(data.replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2\\1\x00"))
     _refused(path, "two_syntaxes.dcm", "several transfer syntaxes", "1.2.840.10008.1.2\\1", "export the image again")
+
+
+def test_an_element_with_an_unknown_value_representation_is_refused(tmp_path):
+    # Found by tests/app/ui/test_fuzz_open.py: one flipped byte turned the VR of (0002,0002) from UI into TI, and
+    # pydicom's lazy parsing raised NotImplementedError when the element was first used.
+    data = save(make_dicom(np.zeros((4, 4), np.uint16)), tmp_path / "one.dcm").read_bytes()
+    assert data.count(b"\x02\x00\x02\x00UI") == 1
+    path = tmp_path / "bad_vr.dcm"
+    path.write_bytes(data.replace(b"\x02\x00\x02\x00UI", b"\x02\x00\x02\x00TI"))
+    _refused(path, "bad_vr.dcm", "header is damaged", "TI", "export the image again")
