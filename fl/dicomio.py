@@ -10,7 +10,7 @@ import pydicom
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
 from fl.formats import has_preamble, is_dicom_file, looks_like_raw_dicom  # noqa: F401 - sniffing lives there
 from fl.radiograph import (
@@ -139,6 +139,20 @@ def _check_image(ds, name: str, source: str) -> None:
                        f"a decoder ({'; '.join(decoder.missing_dependencies)}).", source=source)
 
 
+def _check_compressed_depth(ds, name: str, source: str) -> None:
+    """Refuse a compressed image (other than RLE) whose header is not 1 to 16 bits stored in 8 or 16 bits: no such
+    image exists, and GDCM aborts the whole process on some (a JPEG file saying 21 bits in 32, found by fuzzing)."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_compressed or syntax == RLELossless:
+        return
+    allocated = int(_number(ds.get("BitsAllocated"), 0) or 0)
+    stored = int(_number(ds.get("BitsStored"), 0) or 0)
+    high = int(_number(ds.get("HighBit"), -1))
+    if allocated not in (8, 16) or not 1 <= stored <= allocated or high != stored - 1:
+        raise fail(name, f"its header describes {stored}-bit values in {allocated}-bit units (high bit {high}) "
+                         f"compressed as '{syntax.name}', which is not a valid image", _EXPORT, source=source)
+
+
 def _to_gray(rgb: np.ndarray, full_scale: float) -> np.ndarray:
     rgb = rgb.astype(np.float32) * np.float32(1.0 / full_scale)
     return rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
@@ -148,6 +162,7 @@ def decode_dicom(data: bytes, *, name: str, source: str) -> Radiograph:
     """Decode a DICOM file's bytes (with or without preamble) into a Radiograph; refuse with ImageReadError."""
     ds = _read_dataset(data, name, source)
     _check_image(ds, name, source)
+    _check_compressed_depth(ds, name, source)
     syntax = ds.file_meta.TransferSyntaxUID
     try:
         stored = ds.pixel_array

@@ -482,3 +482,24 @@ def test_an_element_with_an_unknown_value_representation_is_refused(tmp_path):
     path = tmp_path / "bad_vr.dcm"
     path.write_bytes(data.replace(b"\x02\x00\x02\x00UI", b"\x02\x00\x02\x00TI"))
     _refused(path, "bad_vr.dcm", "header is damaged", "TI", "export the image again")
+
+
+def test_a_compressed_image_with_an_impossible_depth_is_refused_without_killing_the_process(tmp_path):
+    # Found by tests/app/ui/test_fuzz_open.py: GDCM threw a C++ exception through std::terminate on a JPEG Baseline
+    # file saying 21 bits stored in 32, which aborted the whole process (the app, `fedxray classify`). Decoded in
+    # a child process here, so a regression fails this test instead of killing the test run.
+    import subprocess
+    import sys
+
+    ds = make_dicom(np.zeros((53, 8), np.uint8), WindowCenter=0, WindowWidth=100)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 21, 28, 1
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([bytes(range(22))])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    path = save(ds, tmp_path / "deep.dcm")
+    code = ("import sys\nfrom fl.preprocess import ImageReadError, read_image\ntry:\n    read_image(sys.argv[1])\n"
+            "except ImageReadError as exc:\n    print(exc)\n    sys.exit(3)\n")
+    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3, (run.returncode, run.stderr[-2000:])
+    assert "deep.dcm" in run.stdout and "21-bit values in 32-bit units" in run.stdout and "Export" in run.stdout
