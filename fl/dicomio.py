@@ -205,6 +205,9 @@ def _monochrome(ds, stored: np.ndarray, photometric: str, meta: dict[str, str], 
             raw *= np.float32(slope)
         if intercept:
             raw += np.float32(intercept)
+        if not np.isfinite(raw).all():  # a slope like 1e300 overflows float32: NaN pixels would be shown
+            raise ValueError(f"the rescale slope {slope:g} and intercept {intercept:g} give values beyond the range "
+                             "of numbers an image can hold")
     invert = photometric == "MONOCHROME1"
     function = _text(ds.get("VOILUTFunction")).upper() or "LINEAR"
     function = function if function in WINDOW_FUNCTIONS else "LINEAR"

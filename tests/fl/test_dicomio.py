@@ -503,3 +503,11 @@ def test_a_compressed_image_with_an_impossible_depth_is_refused_without_killing_
     run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 3, (run.returncode, run.stderr[-2000:])
     assert "deep.dcm" in run.stdout and "21-bit values in 32-bit units" in run.stdout and "Export" in run.stdout
+
+
+def test_a_rescale_that_overflows_is_refused_not_shown_as_nan(tmp_path):
+    # Found by tests/app/ui/test_fuzz_open.py: a slope of 1e300 turned every pixel into inf (float32), the window
+    # into NaN, and the app showed and classified an image of NaN.
+    ds = make_dicom(np.arange(16, dtype=np.uint16).reshape(4, 4), RescaleSlope="1e300", RescaleIntercept=0)
+    _refused(save(ds, tmp_path / "huge_slope.dcm"), "huge_slope.dcm", "cannot be converted for display",
+             "rescale slope 1e+300", "export the image again")
