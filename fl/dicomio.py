@@ -32,6 +32,7 @@ DICOMDIR_UID = "1.2.840.10008.1.3.10"
 # collimator edges and burned-in labels), from at most ~250k samples.
 DERIVED_PERCENTILES = (0.5, 99.5)
 _EXPORT = "Export the image again from the PACS or the X-ray system."
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _text(value) -> str:
@@ -62,6 +63,8 @@ def _number(value, default: float | None) -> float | None:
 def _file_window(ds) -> tuple[float, float] | None:
     center, width = _number(ds.get("WindowCenter"), None), _number(ds.get("WindowWidth"), None)
     if center is None or width is None or width <= 0:
+        return None
+    if max(abs(center), width) > _FLOAT32_MAX:  # windowing in float32 would give NaN (inf - inf): derive one
         return None
     return center, width
 

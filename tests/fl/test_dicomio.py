@@ -511,3 +511,12 @@ def test_a_rescale_that_overflows_is_refused_not_shown_as_nan(tmp_path):
     ds = make_dicom(np.arange(16, dtype=np.uint16).reshape(4, 4), RescaleSlope="1e300", RescaleIntercept=0)
     _refused(save(ds, tmp_path / "huge_slope.dcm"), "huge_slope.dcm", "cannot be converted for display",
              "rescale slope 1e+300", "export the image again")
+
+
+def test_a_window_beyond_float32_falls_back_to_the_derived_window(tmp_path):
+    # Found by tests/app/ui/test_fuzz_open.py: centre and width 1e300 made float32 windowing compute inf - inf,
+    # and the image was shown as NaN. Such a window is ignored; the one derived from the data is used.
+    stored = np.array([[0, 0, 100, 100]], np.uint16)
+    image = read_image(save(make_dicom(stored, WindowCenter="1e300", WindowWidth="1e300"), tmp_path / "w.dcm"))
+    assert image.window == (50.0, 100.0)                  # percentiles 0 and 100 of the data, as without a window
+    np.testing.assert_allclose(image.pixels, [[0.0, 0.0, 1.0, 1.0]], atol=1e-6)
