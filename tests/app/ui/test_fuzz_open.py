@@ -14,7 +14,9 @@ profile (tests/conftest.py: "ci" by default, $FEDXRAY_FUZZ_PROFILE=long for a lo
 
 from __future__ import annotations
 
+import atexit
 import io
+import shutil
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -46,7 +48,8 @@ from pydicom.uid import (
 from tests.conftest import require_shared_data
 
 pytestmark = pytest.mark.timeout(600)  # a hang guard: the profile bounds the examples, this the wall time
-WORK = Path(tempfile.mkdtemp(prefix="fedxray-fuzz-"))
+WORK = Path(tempfile.mkdtemp(prefix="fedxray-fuzz-"))  # one file rewritten per example; removed at exit
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 
 
 @cache
