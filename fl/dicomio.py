@@ -10,7 +10,7 @@ import pydicom
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
 from fl.formats import has_preamble, is_dicom_file, looks_like_raw_dicom  # noqa: F401 - sniffing lives there
 from fl.radiograph import (
@@ -33,6 +33,7 @@ DICOMDIR_UID = "1.2.840.10008.1.3.10"
 # collimator edges and burned-in labels), from at most ~250k samples.
 DERIVED_PERCENTILES = (0.5, 99.5)
 _EXPORT = "Export the image again from the PACS or the X-ray system."
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _text(value) -> str:
@@ -64,6 +65,8 @@ def _file_window(ds) -> tuple[float, float] | None:
     center, width = _number(ds.get("WindowCenter"), None), _number(ds.get("WindowWidth"), None)
     if center is None or width is None or width <= 0:
         return None
+    if max(abs(center), width) > _FLOAT32_MAX:  # windowing in float32 would give NaN (inf - inf): derive one
+        return None
     return center, width
 
 
@@ -82,9 +85,14 @@ def _derived_window(raw: np.ndarray, stored: np.ndarray, padding) -> tuple[float
 def _read_dataset(data: bytes, name: str, source: str):
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not has_preamble(data))
+        for _ in (*ds.file_meta, *ds):  # pydicom parses elements when first used: a damaged one fails here
+            pass
     except Exception as exc:
         raise fail(name, f"it looks like a DICOM file but its header is damaged ({detail(exc)})", _EXPORT,
                    source=source) from exc
+    if isinstance(getattr(ds.file_meta, "TransferSyntaxUID", None), MultiValue):  # "uid1\\uid2": which one?
+        raise fail(name, f"its header names several transfer syntaxes ({_text(ds.file_meta.TransferSyntaxUID)}), "
+                         "so its image data cannot be interpreted", _EXPORT, source=source)
     if not getattr(ds.file_meta, "TransferSyntaxUID", None):
         implicit, little = getattr(ds, "original_encoding", (False, True))
         if little is False:
@@ -153,7 +161,7 @@ def _check_length(ds, rows: int, cols: int, name: str, source: str) -> None:
     if samples == 3 and _text(ds.get("PhotometricInterpretation")).upper() == "YBR_FULL_422":
         values = rows * cols * 2                              # two chroma values shared by two pixels
     expected = (values + 7) // 8 if bits == 1 else values * bits // 8
-    actual = len(ds.PixelData)
+    actual = len(ds.PixelData or b"")  # an element without a value holds no bytes
     if actual in (expected, expected + expected % 2):        # DICOM pads odd-length values to an even length
         return
     why = ("its header does not match the image, which would be shown distorted" if actual > expected else
@@ -161,6 +169,20 @@ def _check_length(ds, rows: int, cols: int, name: str, source: str) -> None:
     raise fail(name, f"its image data holds {actual:,} bytes, {'more' if actual > expected else 'less'} than the "
                      f"{expected:,} its header describes ({rows} rows x {cols} columns x {samples} "
                      f"sample{'s' if samples > 1 else ''} x {bits} bits), so {why}", _EXPORT, source=source)
+
+
+def _check_compressed_depth(ds, name: str, source: str) -> None:
+    """Refuse a compressed image (other than RLE) whose header is not 1 to 16 bits stored in 8 or 16 bits: no such
+    image exists, and GDCM aborts the whole process on some (a JPEG file saying 21 bits in 32, found by fuzzing)."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_compressed or syntax == RLELossless:
+        return
+    allocated = int(_number(ds.get("BitsAllocated"), 0) or 0)
+    stored = int(_number(ds.get("BitsStored"), 0) or 0)
+    high = int(_number(ds.get("HighBit"), -1))
+    if allocated not in (8, 16) or not 1 <= stored <= allocated or high != stored - 1:
+        raise fail(name, f"its header describes {stored}-bit values in {allocated}-bit units (high bit {high}) "
+                         f"compressed as '{syntax.name}', which is not a valid image", _EXPORT, source=source)
 
 
 def _to_gray(rgb: np.ndarray, full_scale: float) -> np.ndarray:
@@ -172,6 +194,7 @@ def decode_dicom(data: bytes, *, name: str, source: str) -> Radiograph:
     """Decode a DICOM file's bytes (with or without preamble) into a Radiograph; refuse with ImageReadError."""
     ds = _read_dataset(data, name, source)
     _check_image(ds, name, source)
+    _check_compressed_depth(ds, name, source)
     syntax = ds.file_meta.TransferSyntaxUID
     try:
         stored = ds.pixel_array
@@ -214,6 +237,9 @@ def _monochrome(ds, stored: np.ndarray, photometric: str, meta: dict[str, str], 
             raw *= np.float32(slope)
         if intercept:
             raw += np.float32(intercept)
+        if not np.isfinite(raw).all():  # a slope like 1e300 overflows float32: NaN pixels would be shown
+            raise ValueError(f"the rescale slope {slope:g} and intercept {intercept:g} give values beyond the range "
+                             "of numbers an image can hold")
     invert = photometric == "MONOCHROME1"
     function = _text(ds.get("VOILUTFunction")).upper() or "LINEAR"
     function = function if function in WINDOW_FUNCTIONS else "LINEAR"

@@ -17,7 +17,7 @@ QT_PACKAGES="libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 
   libdbus-1-3 fonts-dejavu-core"
 # Tests: a real Secret Service (keyring), a real PostgreSQL server, a virtual X server, PDF tools, and Debian's
 # Chromium with its WebDriver for the central dashboard's browser tests (Selenium drives /usr/bin/chromedriver).
-TEST_PACKAGES="gnome-keyring dbus dbus-x11 postgresql xvfb xauth poppler-utils chromium chromium-driver"
+TEST_PACKAGES="gnome-keyring dbus dbus-x11 postgresql xvfb xauth poppler-utils chromium chromium-driver strace"
 
 apt_install() {
   local missing=()

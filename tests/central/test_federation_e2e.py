@@ -19,7 +19,15 @@ import pytest
 
 from fl.classes import CLASSES
 from tests.central.test_runs_models import active, classify_version, stored_file, ws_json
-from tests.fl.flower_support import NON_IID, Processes, descendants, flower_env, make_sites
+from tests.fl.flower_support import (
+    NON_IID,
+    Processes,
+    descendants,
+    expected_round_validation,
+    flower_env,
+    make_sites,
+    pooled_mismatches,
+)
 from tests.support.central import BIN, CentralProcess, Workstation, wait_for
 
 # The timeout is generous: on a 2-core machine shared with other jobs a round of three sites can take minutes.
@@ -219,6 +227,16 @@ def test_metrics_recorded_for_every_round(fed, first_run):
         )
         for key in ("loss", "accuracy", "macro_sensitivity", "macro_specificity", "macro_f1"):
             assert ev[key] is not None, (r["server_round"], key)
+    # The values: each round's saved global model evaluated here on the validation patients of the three sites
+    # (site-c came back in time for round 2's evaluation, min-sites 3) and pooled by hand from the definitions,
+    # against what the central recorded. Every mismatch is listed.
+    versions = {v["server_round"]: v for v in jsonl(first_run["run_dir"] / "versions.jsonl")}
+    wrong = []
+    for n, r in rounds.items():
+        assert r["evaluate_metrics"]["num_sites"] == 3, (n, r["evaluate_metrics"]["num_sites"])
+        expected = expected_round_validation(versions[n]["dir"], [fed.sites[name] for name in SITES])
+        wrong += [f"round {n}: {w}" for w in pooled_mismatches(r["evaluate_metrics"], expected)]
+    assert wrong == [], "\n".join(wrong)
     with fed.central.client(fed.central.credential("admin")) as admin:  # the same through the API
         api = admin.get(f"/api/v1/runs/{first_run['run']['id']}/rounds")
         assert api.status_code == 200

@@ -220,3 +220,124 @@ def write_flwr_config(flwr_home: Path, port: int, *, ca: Path | None) -> None:
     from tests.support.launch import write_connection
 
     write_connection(flwr_home, f"127.0.0.1:{port}", root_certificates=ca)
+
+
+# ---------------------------------------------------------------- metrics of a round, recomputed in the test
+def predict_folder_samples(model, samples, *, input_size: int, scaling: str, batch_size: int = 16):
+    """(labels, probabilities) of `model` on `samples`, each image read and scaled by fl.preprocess as inference
+    does, in batches (not through the training input pipeline the sites and the server use)."""
+    import numpy as np
+
+    from fl.preprocess import load_for_model
+
+    probs = []
+    for i in range(0, len(samples), batch_size):
+        x = np.stack([load_for_model(s.path, input_size=input_size, scaling=scaling)
+                      for s in samples[i:i + batch_size]])  # fmt: skip
+        probs.append(np.asarray(model(x, training=False), np.float64))
+    return np.array([s.label for s in samples]), np.concatenate(probs)
+
+
+def load_as_sent(model_dir, downlink: str = "float32"):
+    """A saved global model as the sites received it: every float array rounded to float16 for a float16
+    downlink (the strategy sends float16 when transfer-dtype is float16 or int8)."""
+    import numpy as np
+
+    from fl.modelfile import load_model
+
+    model, card = load_model(model_dir)
+    if downlink == "float16":
+        model.set_weights([w.astype(np.float16).astype(np.float32) for w in model.get_weights()])
+    return model, card
+
+
+def pairwise_auroc(scores, positive) -> float | None:
+    """P(score of a positive > score of a negative) + 1/2 P(tie), over every pair: the definition, O(n^2)."""
+    import numpy as np
+
+    pos, neg = np.asarray(scores)[positive], np.asarray(scores)[~positive]
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+def metrics_by_hand(parts: list[tuple]) -> dict:
+    """Pooled metrics of several sites' (labels, probabilities), written out from the definitions: the summed
+    confusion counts give accuracy and every per-class ratio (a value without a denominator is undefined and
+    left out of its macro mean; precision is 0 for a class that occurs but is never predicted), the loss is the
+    mean cross-entropy over all pooled images (Keras' clipping to [1e-7, 1 - 1e-7]), AUROC is each site's
+    pairwise AUROC weighted by its number of images."""
+    import numpy as np
+
+    k = len(CLASSES)
+    cm = np.zeros((k, k), np.int64)
+    losses, aurocs = [], []
+    for y, p in parts:
+        for t, q in zip(y, p.argmax(axis=1), strict=True):
+            cm[t, q] += 1
+        q = np.clip((p / p.sum(axis=1, keepdims=True))[np.arange(len(y)), y], 1e-7, 1 - 1e-7)
+        losses.extend(-np.log(q))
+        aurocs.append((len(y), [pairwise_auroc(p[:, c], y == c) for c in range(k)]))
+    n = int(cm.sum())
+    per = {"sensitivity": [], "specificity": [], "precision": [], "f1": []}
+    for c in range(k):
+        tp, fn, fp = cm[c, c], cm[c].sum() - cm[c, c], cm[:, c].sum() - cm[c, c]
+        tn = n - tp - fn - fp
+        per["sensitivity"].append(tp / (tp + fn) if tp + fn else None)
+        per["specificity"].append(tn / (tn + fp) if tn + fp else None)
+        per["precision"].append(tp / (tp + fp) if tp + fp else (0.0 if tp + fn else None))
+        per["f1"].append(2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None)
+    site_auroc = []
+    for c in range(k):
+        pairs = [(n_site, a[c]) for n_site, a in aurocs if a[c] is not None]
+        site_auroc.append(sum(w * a for w, a in pairs) / sum(w for w, _ in pairs) if pairs else None)
+    out = {"confusion_matrix": cm.tolist(), "num_examples": n, "accuracy": float(np.trace(cm) / n),
+           "loss": float(np.mean(losses)), "auroc_by_site": site_auroc}
+    for key, values in per.items():
+        defined = [v for v in values if v is not None]
+        out[f"macro_{key}"] = float(np.mean(defined)) if defined else None
+    return out
+
+
+def pooled_mismatches(recorded: dict, expected: dict, *, auroc: str | None = "auroc_site_weighted_mean",
+                      loss_atol: float = 1e-4) -> list[str]:
+    """Every difference between a round's recorded metrics and metrics_by_hand (all listed, not the first only).
+    Counts must be equal; ratios of equal counts equal to 1e-12; the loss within `loss_atol` (the sites' input
+    pipeline and this one may round the last float32 bit differently)."""
+    import numpy as np
+
+    wrong = []
+    for key in ("confusion_matrix", "num_examples"):
+        if recorded.get(key) != expected[key]:
+            wrong.append(f"{key}: recorded {recorded.get(key)}, expected {expected[key]}")
+    for key in ("accuracy", "macro_sensitivity", "macro_specificity", "macro_precision", "macro_f1"):
+        a, b = recorded.get(key), expected[key]
+        if (a is None) != (b is None) or (b is not None and abs(a - b) > 1e-12):
+            wrong.append(f"{key}: recorded {a}, expected {b}")
+    if abs(recorded["loss"] - expected["loss"]) > loss_atol:
+        wrong.append(f"loss: recorded {recorded['loss']}, expected {expected['loss']}")
+    if auroc is not None:
+        for name, b in zip(CLASSES, expected["auroc_by_site"], strict=True):
+            a = recorded["per_class"][name].get(auroc)
+            if (a is None) != (b is None) or (b is not None and abs(a - b) > 1e-6):
+                wrong.append(f"{auroc}/{name}: recorded {a}, expected {b}")
+        defined = [v for v in expected["auroc_by_site"] if v is not None]
+        macro = recorded.get(f"macro_{auroc}")
+        if defined and (macro is None or abs(macro - float(np.mean(defined))) > 1e-6):
+            wrong.append(f"macro_{auroc}: recorded {macro}, expected {float(np.mean(defined))}")
+    return wrong
+
+
+def expected_round_validation(model_dir, site_dirs, *, downlink: str = "float32", val_fraction: float = 0.2,
+                              seed: int = 0) -> dict:
+    """What a round's pooled validation must be: its saved global model, as the sites received it, evaluated in
+    the test on each site's validation patients (the same patient split the sites make), pooled by hand."""
+    from fl.data import discover, split_by_patient
+
+    model, card = load_as_sent(model_dir, downlink)
+    parts = []
+    for site in site_dirs:
+        val = split_by_patient(discover(site), val_fraction=val_fraction, seed=seed)[1]
+        parts.append(predict_folder_samples(model, val, input_size=int(card.input_size), scaling=card.scaling))
+    return metrics_by_hand(parts)

@@ -3,7 +3,6 @@
 import dataclasses
 import io
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +23,11 @@ from pydicom.uid import (
 )
 
 from fl.preprocess import ImageReadError, apply_window, read_image
-
-DATA = Path(os.environ.get("FEDXRAY_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
-DICOM = DATA / "dicom"
+from tests.conftest import require_shared_data
 
 
 def _shared(name: str) -> Path:
-    path = DICOM / name
-    if not path.exists():
-        pytest.skip(f"shared DICOM file not found: {path}")
-    return path
+    return require_shared_data("dicom", name)
 
 
 def make_dicom(stored: np.ndarray, *, bits_stored: int | None = None, signed: bool = False,
@@ -384,3 +378,175 @@ def test_jpeg_lossless_and_jpeg_ls_decode_exactly(tmp_path, syntax):
     decoded = read_image(out)
     np.testing.assert_array_equal(decoded.raw, original.raw)
     np.testing.assert_array_equal(decoded.pixels, original.pixels)
+
+
+# ---------------------------------------------------------------- rare encodings, built from a real radiograph
+# The stored values are a real CR radiograph's (RG1_UNCR, every 4th pixel, 15 -> 12 bits: 489 x 461 pixels, few
+# enough that the derived window samples every pixel). Each expectation is worked out here with numpy from the
+# standard's definitions (PS3.3 C.11.1 Modality LUT, C.11.2 VOI LUT, C.7.5.1.1.2 Pixel Padding Value,
+# C.7.6.3.1.2 MONOCHROME1), then checked on what is displayed (Radiograph.pixels) and on what is classified (the
+# network input and the tiny network's probabilities).
+def _by_hand_linear(x: np.ndarray, c: float, w: float) -> np.ndarray:
+    """PS3.3 C.11.2.1.2.1 (_linear above) for an array."""
+    x = np.asarray(x, np.float64)
+    y = (x - (c - 0.5)) / (w - 1) + 0.5
+    return np.where(x <= c - 0.5 - (w - 1) / 2, 0.0, np.where(x > c - 0.5 + (w - 1) / 2, 1.0, y))
+
+
+def _lut_item(first: int, data: np.ndarray, **extra) -> Dataset:
+    item = Dataset()
+    item.add_new(0x00283002, "US", [len(data), first, 16])       # LUT Descriptor: entries, first value, bits
+    item.add_new(0x00283006, "US", [int(v) for v in data])         # LUT Data
+    for key, value in extra.items():
+        setattr(item, key, value)
+    return item
+
+
+def _lut_lookup(first: int, data: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Values below the first mapped value take the first entry, above the last the last (C.11.1.1, C.11.2.1.1)."""
+    return np.asarray(data, np.float64)[np.clip(x.astype(np.int64) - first, 0, len(data) - 1)]
+
+
+@pytest.fixture(scope="module")
+def real12() -> np.ndarray:
+    stored = pydicom.dcmread(_shared("RG1_UNCR.dcm")).pixel_array
+    out = (stored[::4, ::4] >> 3).astype(np.uint16)
+    assert out.shape == (489, 461) and out.max() < 4096 and len(np.unique(out)) > 1000
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tiny_model_dir):
+    from fl.inference import Classifier
+
+    return Classifier(tiny_model_dir)
+
+
+def _check_displayed_and_classified(path, expected, classifier, *, mask=None, atol=1e-5):
+    """read_image(path).pixels equal `expected` (where `mask`), and so do the network input and probabilities."""
+    from fl.preprocess import preprocess
+    from fl.radiograph import Radiograph
+
+    image = read_image(path)
+    keep = np.ones(expected.shape, bool) if mask is None else mask
+    np.testing.assert_allclose(image.pixels[keep], expected[keep], atol=atol)
+    by_hand = Radiograph(pixels=np.where(keep, expected, image.pixels).astype(np.float32), source="hand", format="DICOM")
+    size, scaling = classifier.card.input_size, classifier.arch.scaling
+    np.testing.assert_allclose(preprocess(image, input_size=size, scaling=scaling)[0],
+                               preprocess(by_hand, input_size=size, scaling=scaling)[0], atol=4 * atol)
+    np.testing.assert_allclose(classifier.classify(image).probabilities, classifier.classify(by_hand).probabilities,
+                               atol=1e-5)
+    return image
+
+
+def test_monochrome1_with_a_voi_lut_sequence_is_inverted_after_the_lut(tmp_path, real12, tiny_classifier):
+    first = 200                                                    # stored values below 200 take entry 0
+    data = np.rint(65535 * np.linspace(0.0, 1.0, 3000) ** 0.6)     # a gamma curve over stored 200..3199
+    ds = make_dicom(real12, bits_stored=12, photometric="MONOCHROME1", WindowCenter=2048, WindowWidth=4096)
+    ds.VOILUTSequence = [_lut_item(first, data, LUTExplanation="gamma 0.6")]
+    path = save(ds, tmp_path / "m1_voilut.dcm")
+    lut = _lut_lookup(first, data, real12) / 65535                 # the VOI LUT output, 16 bits -> 0-1
+    expected = 1.0 - lut                                           # MONOCHROME1: the minimum is white
+    image = _check_displayed_and_classified(path, expected, tiny_classifier)
+    assert image.invert is True
+    # MONOCHROME1: the lowest stored values (bone, the spine) are displayed bright, the highest (lung) dark.
+    assert image.pixels[real12 < np.percentile(real12, 5)].mean() > 0.8 > 0.2 > \
+        image.pixels[real12 > np.percentile(real12, 95)].mean()
+
+
+def test_modality_lut_sequence_feeds_the_window(tmp_path, real12, tiny_classifier):
+    i = np.arange(4096, dtype=np.float64)
+    data = np.rint(1000 + 0.003 * i**2)                            # non-linear: no slope/intercept gives this
+    c, w = 16000.0, 30000.0
+    ds = make_dicom(real12, bits_stored=12, WindowCenter=c, WindowWidth=w)
+    ds.ModalityLUTSequence = [_lut_item(0, data, ModalityLUTType="US")]
+    path = save(ds, tmp_path / "modality_lut.dcm")
+    raw = _lut_lookup(0, data, real12)
+    image = _check_displayed_and_classified(path, _by_hand_linear(raw, c, w), tiny_classifier)
+    np.testing.assert_array_equal(image.raw, raw.astype(np.float32))
+    assert image.window == (c, w)
+
+
+def test_pixel_padding_value_is_left_out_of_the_derived_window(tmp_path, real12, tiny_classifier):
+    stored = real12.copy()
+    pad = 4095                                                      # a white collimator frame, 60 pixels wide
+    stored[:60, :] = stored[-60:, :] = stored[:, :60] = stored[:, -60:] = pad
+    ds = make_dicom(stored, bits_stored=12, PixelPaddingValue=pad, RescaleSlope=2, RescaleIntercept=-1024)
+    path = save(ds, tmp_path / "padding.dcm")
+    body = stored != pad
+    assert 0.3 < 1 - body.mean() < 0.5                              # enough padding to move any percentile
+    raw = 2.0 * stored - 1024
+    lo, hi = np.percentile(raw[body], [0.5, 99.5])                  # every pixel is sampled at this size
+    c, w = (lo + hi) / 2, hi - lo
+    image = _check_displayed_and_classified(path, _by_hand_linear(raw, c, w), tiny_classifier)
+    assert image.window == pytest.approx((c, w), abs=1e-3)
+    with_pad = np.percentile(raw, [0.5, 99.5])                      # what counting the frame would have given
+    assert abs(with_pad[1] - hi) > 100, "the padding would not change the window: the test would prove nothing"
+
+
+def test_rescale_slope_intercept_and_window_on_real_pixels_monochrome1(tmp_path, real12, tiny_classifier):
+    c, w = 900.0, 2500.0
+    ds = make_dicom(real12, bits_stored=12, photometric="MONOCHROME1", RescaleSlope=0.5, RescaleIntercept=-300,
+                    WindowCenter=c, WindowWidth=w)
+    path = save(ds, tmp_path / "rescale_m1.dcm")
+    raw = 0.5 * real12.astype(np.float64) - 300
+    image = _check_displayed_and_classified(path, 1.0 - _by_hand_linear(raw, c, w), tiny_classifier)
+    np.testing.assert_allclose(image.raw, raw, atol=1e-4)
+
+
+def test_a_multi_valued_transfer_syntax_is_refused(tmp_path):
+    # Found by tests/app/ui/test_fuzz_open.py: a backslash in the UID made it a list, and the check of the
+    # transfer syntax ended in an AttributeError instead of a message.
+    data = save(make_dicom(np.zeros((4, 4), np.uint16)), tmp_path / "one.dcm").read_bytes()
+    assert data.count(b"1.2.840.10008.1.2.1\x00") == 1
+    path = tmp_path / "two_syntaxes.dcm"
+    path.write_bytes(data.replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2\\1\x00"))
+    _refused(path, "two_syntaxes.dcm", "several transfer syntaxes", "1.2.840.10008.1.2\\1", "export the image again")
+
+
+def test_an_element_with_an_unknown_value_representation_is_refused(tmp_path):
+    # Found by tests/app/ui/test_fuzz_open.py: one flipped byte turned the VR of (0002,0002) from UI into TI, and
+    # pydicom's lazy parsing raised NotImplementedError when the element was first used.
+    data = save(make_dicom(np.zeros((4, 4), np.uint16)), tmp_path / "one.dcm").read_bytes()
+    assert data.count(b"\x02\x00\x02\x00UI") == 1
+    path = tmp_path / "bad_vr.dcm"
+    path.write_bytes(data.replace(b"\x02\x00\x02\x00UI", b"\x02\x00\x02\x00TI"))
+    _refused(path, "bad_vr.dcm", "header is damaged", "TI", "export the image again")
+
+
+def test_a_compressed_image_with_an_impossible_depth_is_refused_without_killing_the_process(tmp_path):
+    # Found by tests/app/ui/test_fuzz_open.py: GDCM threw a C++ exception through std::terminate on a JPEG Baseline
+    # file saying 21 bits stored in 32, which aborted the whole process (the app, `fedxray classify`). Decoded in
+    # a child process here, so a regression fails this test instead of killing the test run.
+    import subprocess
+    import sys
+
+    ds = make_dicom(np.zeros((53, 8), np.uint8), WindowCenter=0, WindowWidth=100)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 21, 28, 1
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([bytes(range(22))])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    path = save(ds, tmp_path / "deep.dcm")
+    code = ("import sys\nfrom fl.preprocess import ImageReadError, read_image\ntry:\n    read_image(sys.argv[1])\n"
+            "except ImageReadError as exc:\n    print(exc)\n    sys.exit(3)\n")
+    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3, (run.returncode, run.stderr[-2000:])
+    assert "deep.dcm" in run.stdout and "21-bit values in 32-bit units" in run.stdout and "Export" in run.stdout
+
+
+def test_a_rescale_that_overflows_is_refused_not_shown_as_nan(tmp_path):
+    # Found by tests/app/ui/test_fuzz_open.py: a slope of 1e300 turned every pixel into inf (float32), the window
+    # into NaN, and the app showed and classified an image of NaN.
+    ds = make_dicom(np.arange(16, dtype=np.uint16).reshape(4, 4), RescaleSlope="1e300", RescaleIntercept=0)
+    _refused(save(ds, tmp_path / "huge_slope.dcm"), "huge_slope.dcm", "cannot be converted for display",
+             "rescale slope 1e+300", "export the image again")
+
+
+def test_a_window_beyond_float32_falls_back_to_the_derived_window(tmp_path):
+    # Found by tests/app/ui/test_fuzz_open.py: centre and width 1e300 made float32 windowing compute inf - inf,
+    # and the image was shown as NaN. Such a window is ignored; the one derived from the data is used.
+    stored = np.array([[0, 0, 100, 100]], np.uint16)
+    image = read_image(save(make_dicom(stored, WindowCenter="1e300", WindowWidth="1e300"), tmp_path / "w.dcm"))
+    assert image.window == (50.0, 100.0)                  # percentiles 0 and 100 of the data, as without a window
+    np.testing.assert_allclose(image.pixels, [[0.0, 0.0, 1.0, 1.0]], atol=1e-6)

@@ -151,3 +151,138 @@ def test_overlay_leaves_cold_regions_untouched_and_tints_hot_ones():
     np.testing.assert_array_equal(overlay(gray, faint, alpha=1.0)[0, 0], [128, 128, 128])
     with pytest.raises(ValueError):
         overlay(gray, np.zeros((2, 2)))
+
+
+# ---------------------------------------------------------------- an independent reference (Selvaraju et al. 2017)
+# Written out here, not imported: a sub-model to the named layer and the `logits` layer, one tf.GradientTape per
+# image, alpha_k = the spatial mean of d y_c / d A_k (eq. 1), L = ReLU(sum_k alpha_k A_k) (eq. 2), scaled to a
+# peak of 1. `score="softmax"` differentiates the probability instead: the wrong score, to show the tests tell.
+REAL_IMAGES = 3  # real radiographs per test: the bundled model's reference costs about a second each here
+TINY_ATOL = 1e-5  # both sides are float32 on the same 8x8 / 7x7 grid; what is left is summation order
+BUNDLED_ATOL = 1e-4  # 7x7 maps of the 52 MB network: deeper float32 sums (the measured gap is far below this)
+
+
+def reference_gradcam(model, layer: str, image: np.ndarray, class_index: int, *, score: str = "logit"):
+    """(0-1 map, raw weighted sum before ReLU) for one preprocessed image (S, S, 3)."""
+    import keras
+    import tensorflow as tf
+
+    head = model.get_layer("logits").output if score == "logit" else model.output
+    sub = keras.Model(model.inputs, [model.get_layer(layer).output, head])
+    x = tf.constant(image[None], tf.float32)
+    with tf.GradientTape() as tape:
+        features, out = sub(x, training=False)
+        y_c = out[0, class_index]
+    grads = tape.gradient(y_c, features)[0].numpy().astype(np.float64)  # (h, w, K)
+    a = features[0].numpy().astype(np.float64)
+    alpha = grads.mean(axis=(0, 1))                                      # (K,)
+    raw = (a * alpha).sum(axis=2)                                        # (h, w)
+    cam = np.maximum(raw, 0.0)
+    return (cam / cam.max() if cam.max() > 0 else cam), raw
+
+
+def real_batch(shared_data, size: int, n: int = REAL_IMAGES) -> np.ndarray:
+    """`n` real radiographs of different classes (and one DICOM), preprocessed as the app does."""
+    from fl.preprocess import preprocess, read_image
+
+    files = [sorted((shared_data / "cxr" / c).glob("*.png"))[0] for c in ("Covid", "Pneumonia-Viral")]
+    files.append(shared_data / "dicom" / "RG1_UNCR.dcm")
+    return np.stack([preprocess(read_image(p), input_size=size, scaling="tf")[0] for p in files[:n]])
+
+
+@pytest.fixture(scope="module")
+def tiny_real(tiny_model_dir, shared_data):
+    from fl.modelfile import load_model
+
+    model, card = load_model(tiny_model_dir)
+    return model, real_batch(shared_data, int(card.input_size))
+
+
+@pytest.fixture(scope="module")
+def bundled_real(shared_data):
+    import resources
+    from fl.modelfile import load_model
+
+    model, card = load_model(resources.default_model_dir())
+    assert card.arch == "se_resnet50v2" and get_architecture(card.arch).gradcam_layer == "post_relu"
+    return model, real_batch(shared_data, int(card.input_size))
+
+
+def _compare_with_reference(model, arch: str, batch: np.ndarray, classes, atol: float) -> None:
+    explain = Explainer(model, get_architecture(arch))
+    positive = 0
+    for cls in classes:
+        _, cams, chosen = explain(batch, class_index=cls)
+        assert list(chosen) == [cls] * len(batch)
+        for i, image in enumerate(batch):
+            expected, raw = reference_gradcam(model, get_architecture(arch).gradcam_layer, image, cls)
+            positive += raw.max() > 0  # a map without positive evidence is all zeros on both sides
+            np.testing.assert_allclose(cams[i], expected, atol=atol, err_msg=f"image {i}, class {cls}")
+    assert positive >= len(batch), "too few maps with positive evidence to compare"
+
+
+def test_tiny_network_gradcam_equals_the_reference_on_real_images(tiny_real):
+    model, batch = tiny_real
+    _compare_with_reference(model, "tiny", batch, classes=range(4), atol=TINY_ATOL)
+
+
+def test_trained_network_gradcam_equals_the_reference(trained):
+    x, _, _ = make_images(4, seed=6)
+    _compare_with_reference(trained, "tiny", x, classes=range(4), atol=TINY_ATOL)
+
+
+@pytest.mark.slow
+def test_bundled_model_gradcam_equals_the_reference_on_real_images(bundled_real):
+    """The shipped SE-ResNet50V2 on three real radiographs (two PNGs, one MONOCHROME1 DICOM), the predicted
+    class and one other: map by map within BUNDLED_ATOL of the written-out reference."""
+    model, batch = bundled_real
+    probs = np.asarray(model(batch, training=False))
+    explain = Explainer(model, get_architecture("se_resnet50v2"))
+    _, cams, chosen = explain(batch)  # the predicted class by default
+    np.testing.assert_array_equal(chosen, probs.argmax(axis=1))
+    for i, image in enumerate(batch):
+        for cls, cam in ((int(chosen[i]), cams[i]),
+                         ((int(chosen[i]) + 2) % 4, explain(image, class_index=(int(chosen[i]) + 2) % 4)[1][0])):
+            expected, _ = reference_gradcam(model, "post_relu", image, cls)
+            np.testing.assert_allclose(cam, expected, atol=BUNDLED_ATOL, err_msg=f"image {i}, class {cls}")
+
+
+def test_tf_keras_vis_agrees_on_the_feature_grid(tiny_real):
+    """A second, published implementation: tf-keras-vis with the softmax replaced by a linear activation
+    (so it explains the logit), on the same layer, without its upsampling or min-max normalisation."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    model, batch = tiny_real
+    gradcam = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
+    ours = Explainer(model, get_architecture("tiny"))
+    for cls in range(4):
+        theirs = np.asarray(gradcam(CategoricalScore([cls] * len(batch)), batch, penultimate_layer="post_relu",
+                                    seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=False))
+        peak = theirs.max(axis=(1, 2), keepdims=True)
+        theirs = np.divide(theirs, peak, out=np.zeros_like(theirs), where=peak > 0)
+        np.testing.assert_allclose(ours(batch, class_index=cls)[1], theirs, atol=TINY_ATOL)
+
+
+def test_the_explained_score_is_the_logit_and_relu_clips_negative_evidence(tiny_real):
+    """Pins the two choices a one-line change could silently flip: the gradient is taken of the logit (the
+    softmax probability gives other maps here) and negative evidence is clipped to 0 by ReLU (|.| would keep
+    it)."""
+    model, batch = tiny_real
+    explain = Explainer(model, get_architecture("tiny"))
+    softmax_gap, negative_cells = [], 0
+    for cls in range(4):
+        _, cams, _ = explain(batch, class_index=cls)
+        for i, image in enumerate(batch):
+            logit_map, raw = reference_gradcam(model, "post_relu", image, cls)
+            softmax_map, _ = reference_gradcam(model, "post_relu", image, cls, score="softmax")
+            np.testing.assert_allclose(cams[i], logit_map, atol=TINY_ATOL)
+            softmax_gap.append(np.abs(softmax_map - logit_map).max())
+            # ReLU: where the weighted sum is negative the map is exactly 0 (abs would show |raw| / peak there).
+            negative = raw < -0.05 * np.abs(raw).max()
+            negative_cells += int(negative.sum())
+            assert np.all(cams[i][negative] == 0.0), f"negative evidence shown, image {i}, class {cls}"
+    # The test has teeth only if the wrong choices would give other maps on these images.
+    assert max(softmax_gap) > 100 * TINY_ATOL, softmax_gap
+    assert negative_cells >= 10, "too few cells with negative evidence to tell ReLU from abs"

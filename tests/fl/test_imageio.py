@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from fl.preprocess import MAX_PIXELS, ImageReadError, read_image
-
-DATA = Path(os.environ.get("FEDXRAY_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+from tests.conftest import require_shared_data
 
 
 def _save(img: Image.Image, path: Path, **kw) -> Path:
@@ -203,9 +202,7 @@ def test_truncated_png(tmp_path):
 
 
 def test_truncated_real_png(tmp_path):
-    source = sorted((DATA / "cxr").glob("Normal/*.png"))
-    if not source:
-        pytest.skip("shared X-ray data not found")
+    source = sorted(require_shared_data("cxr", "Normal").glob("*.png"))
     cut = tmp_path / "real_cut.png"
     cut.write_bytes(source[0].read_bytes()[:3000])
     _refused(cut, "damaged or incomplete")

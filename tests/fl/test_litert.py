@@ -202,3 +202,35 @@ def test_threads_follow_the_machine_the_setting_and_training(monkeypatch, tiny_m
     after = c.classify(image)
     assert (c.threads, c.engine) == (2, "litert")
     np.testing.assert_allclose(after.probabilities, before.probabilities, atol=1e-6)
+
+
+def _litert_against_reference(model_dir, shared_data, classes_of, atol):
+    """LiteRT's class activation maps (fl.litert, no TensorFlow in its path) against the GradCAM reference
+    written out in tests/fl/test_gradcam.py (tf.GradientTape on the named layer, gradient of the logit)."""
+    from fl.litert import LiteRTExplainer
+    from fl.model import get_architecture
+    from fl.modelfile import load_model
+    from tests.fl.test_gradcam import real_batch, reference_gradcam
+
+    model, card = load_model(model_dir)
+    layer = get_architecture(card.arch).gradcam_layer
+    lite = LiteRTExplainer(model_dir / INFERENCE_FILE, threads=1)
+    batch = real_batch(shared_data, int(card.input_size))
+    probs = np.asarray(model(batch, training=False))
+    for i, image in enumerate(batch):
+        for cls in classes_of(probs[i]):
+            p, cams, chosen = lite(image, class_index=cls)
+            expected, _ = reference_gradcam(model, layer, image, cls)
+            assert int(chosen[0]) == cls
+            np.testing.assert_allclose(p[0], probs[i], atol=1e-5)
+            np.testing.assert_allclose(cams[0], expected, atol=atol, err_msg=f"image {i}, class {cls}")
+
+
+def test_tiny_litert_cam_equals_the_gradcam_reference(tiny_model_dir, shared_data):
+    _litert_against_reference(tiny_model_dir, shared_data, lambda p: range(4), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_bundled_litert_cam_equals_the_gradcam_reference(bundled, shared_data):
+    _litert_against_reference(bundled, shared_data, lambda p: (int(p.argmax()), (int(p.argmax()) + 2) % 4),
+                              atol=1e-4)

@@ -1,8 +1,6 @@
 """Letterbox geometry, unletterbox, model-input scaling and the end-to-end preprocessing on real X-rays."""
 
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +17,7 @@ from fl.preprocess import (
     to_model_input,
     unletterbox,
 )
-
-DATA = Path(os.environ.get("FEDXRAY_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
-CXR = DATA / "cxr"
+from tests.conftest import require_shared_data
 
 
 def test_public_names_are_importable_from_fl_preprocess():
@@ -155,9 +151,7 @@ def test_unknown_scaling_is_refused():
 # ---------------------------------------------------------------- end to end on real X-rays
 
 def _real_pngs(n=3):
-    files = sorted(CXR.glob("*/*.png"))
-    if not files:
-        pytest.skip(f"shared X-ray data not found at {CXR}")
+    files = sorted(require_shared_data("cxr").glob("*/*.png"))
     return files[:: max(1, len(files) // n)][:n]
 
 
