@@ -49,23 +49,15 @@ def _explicit(args):
 
 def _enrolled():
     """Settings from the enrolment: SuperLink address, CA certificate, private key from the keyring."""
-    from app.core.enrollment import api_get, load_enrollment, private_key_file
+    from app.core.central_client import CentralClient
+    from app.core.enrollment import load_enrollment, private_key_file
 
     enrollment = load_enrollment()
     if enrollment is None:
         raise ValueError("this workstation is not enrolled: run `fedxray enroll --central URL --token TOKEN` first "
                          "(IT gives you both)")  # fmt: skip
-
-    def central_says_enrolled() -> bool | None:
-        """Ask the central whether this workstation's enrolment is still valid (None: no clear answer)."""
-        try:
-            response = api_get(enrollment, "/api/v1/workstation")
-        except Exception:  # unreachable, keyring trouble: no verdict, the grace period decides
-            return None
-        return True if response.status_code == 200 else False if response.status_code in (401, 403) else None
-
     return (enrollment.superlink_address, enrollment.ca_cert_path, private_key_file(enrollment),
-            central_says_enrolled)  # fmt: skip
+            CentralClient(enrollment).still_enrolled)  # fmt: skip
 
 
 def run(args) -> int:
