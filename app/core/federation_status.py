@@ -304,8 +304,11 @@ def read_status(folder: Path | None = None) -> AgentStatus:
         error, error_kind = client_error(last.get("error"))
     progress = {k: client.get(k) for k in ("epoch", "epochs", "batch", "batches")} if phase == "training" else {}
     eta = client.get("eta_seconds") if phase in BUSY else None
+    text = phase_text(phase, eta=eta, **progress)
+    if phase == "paused" and change is not None:
+        text += f" until {change:%a %H:%M}"
     return AgentStatus(
-        **common, running=True, pid=pid, phase=phase, phase_text=phase_text(phase, eta=eta, **progress),
+        **common, running=True, pid=pid, phase=phase, phase_text=text,
         node_id=state.get("node_id"), run_id=state.get("run_id"), round=client.get("round") or state.get("round"),
         num_rounds=client.get("num_rounds") or state.get("num_rounds"), message=client.get("message"),
         eta_seconds=eta, last_contact=state.get("last_contact"), reconnecting=phase == "reconnecting",

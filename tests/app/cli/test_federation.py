@@ -391,6 +391,20 @@ def test_an_agent_killed_mid_round_is_started_again_without_a_duplicate(world):
     assert agent_status(ws).pid == replaced[0].pid
 
 
+def test_a_central_that_goes_away_is_reported_and_the_agent_reconnects(world):
+    ws = world.station("ws-a")
+    world.central.stop()
+    try:
+        lost = wait_for(lambda: (s := agent_status(ws)).phase == "reconnecting" and s, timeout=120, interval=0.5,
+                        what=f"the agent to notice\n{world.tails()}")  # fmt: skip
+        assert lost.reconnecting and lost.error_kind == "central-unreachable" and "cannot be reached" in lost.error
+    finally:
+        world.central.start()  # same home and ports
+    back = wait_for(lambda: (s := agent_status(ws)).phase == "waiting" and s, timeout=300, interval=1,
+                    what=f"the agent to reconnect\n{world.tails()}")  # fmt: skip
+    assert back.error is None and back.running and back.pid == lost.pid  # the same agent, no restart needed
+
+
 def test_a_window_closing_mid_round_lets_the_round_finish_then_disconnects(world):
     ws = world.station("ws-a")
     node_a = agent_status(ws).node_id
