@@ -19,7 +19,6 @@ SIGTERM (opt-out, `agent_control.stop`) ends the SuperNode, the guardian and the
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import signal
 import threading
@@ -282,7 +281,6 @@ def guard(agent_pid: int, folder: Path, *, poll: float = 1.0, echo: Callable[[st
     if opted_in and running_agent(folder) is None:
         from app.core.agent_control import start
 
-        echo(f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} The federation agent (pid {agent_pid}) ended unexpectedly: "
-             "starting it again.")  # fmt: skip
+        echo(f"The federation agent (pid {agent_pid}) ended unexpectedly: starting it again.")
         start(folder=folder)
     return 0
