@@ -362,6 +362,9 @@ def test_a_second_start_attaches_to_the_running_agent(world):
                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]  # two windows at once
     outputs = [p.communicate(timeout=120)[0] for p in again]
     assert all(p.returncode == 0 for p in again) and all("already runs" in o for o in outputs), outputs
+    # Nor does the foreground form start a second SuperNode for this user.
+    foreground = fedxray(ws, "federate", "--data", str(world.sites["site-a"]))
+    assert foreground.returncode == 2 and "already takes part" in foreground.stderr, foreground.stderr
     out = fedxray_json(ws, "federation", "opt-in")  # opting in again keeps the running agent
     assert out["agent"]["pid"] == before[0].pid
     assert [p.pid for p in agent_processes(ws)] == [before[0].pid]
