@@ -75,11 +75,15 @@ class SiteStatus:
         self.path = Path(str(path)) if path else None
         config = msg.content.config_records
         rnd = next(iter(config.values())).get("server-round", 0) if config else 0
+        total = context.run_config.get("num-server-rounds")
         self.state: dict = {"run_id": int(context.run_id), "round": int(rnd),
+                            "num_rounds": int(total) if total is not None else None,
                             "message": str(msg.metadata.message_type).split(".")[0], "phase": "starting"}  # fmt: skip
+        self._written = 0.0
 
     def update(self, **fields) -> None:
         self.state.update(fields)
+        self._written = time.monotonic()
         self.state["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
         if self.path is None:
             return
@@ -91,6 +95,37 @@ class SiteStatus:
             os.replace(tmp, self.path)
         except OSError as exc:  # progress reporting must never fail a round
             log.warning("Could not write the status file %s: %s", self.path, exc)
+
+
+    def progress(self, **fields) -> None:
+        """Like update(), at most twice a second (batch progress must not slow training down)."""
+        if time.monotonic() - self._written >= 0.5:
+            self.update(**fields)
+        else:
+            self.state.update(fields)
+
+
+def progress_callback(status: SiteStatus, *, epochs: int, batches: int):
+    """A Keras callback writing epoch k of n, batch b of B and the time left to `status` while training."""
+    import keras
+
+    class Progress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0 = time.monotonic()
+            self.epoch = 1
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch + 1
+            status.update(phase="training", epoch=self.epoch, epochs=epochs, batch=0, batches=batches)
+
+        def on_train_batch_end(self, batch, logs=None):
+            done = (self.epoch - 1) * batches + batch + 1
+            elapsed = time.monotonic() - self.t0
+            eta = elapsed / done * max(epochs * batches - done, 0)
+            status.progress(phase="training", epoch=self.epoch, epochs=epochs, batch=batch + 1, batches=batches,
+                            eta_seconds=round(eta, 1))  # fmt: skip
+
+    return Progress()
 
 
 def _summary(m: dict) -> dict:
@@ -217,9 +252,12 @@ def train(msg: Message, context: Context) -> Message:
     before = evaluate_local(model, data.val, settings)
     kept = load_optimizer_state(context) if settings.keep_optimizer_state else None
     optimiser = "continued from the previous round" if kept else "new"  # before training refills `kept`
-    status.update(phase="training", validation=_summary(before), optimizer=optimiser)
+    batches = -(-len(data.train) // settings.batch_size)
+    status.update(phase="training", validation=_summary(before), optimizer=optimiser, epoch=1,
+                  epochs=settings.local_epochs, batch=0, batches=batches)  # fmt: skip
     t1 = time.perf_counter()
-    fit = train_local(model, data.train, settings, proximal_mu=mu, server_round=server_round, optimizer_state=kept)
+    fit = train_local(model, data.train, settings, proximal_mu=mu, server_round=server_round, optimizer_state=kept,
+                      callbacks=[progress_callback(status, epochs=settings.local_epochs, batches=batches)])
     seconds = time.perf_counter() - t1
     if kept is not None:
         save_optimizer_state(context, kept)
@@ -231,7 +269,7 @@ def train(msg: Message, context: Context) -> Message:
                "eval-seconds": t1 - t0, **validation_metrics(before)}  # fmt: skip
     reply = build_reply(msg, metrics=metrics, arrays=model_arrays(model, "float32"),
                         spec=ArraySpec.of(incoming, "float32"))  # fmt: skip
-    status.update(phase="sending", train=fit)
+    status.update(phase="sending", train=fit, eta_seconds=None)
     return reply
 
 

@@ -186,14 +186,14 @@ class Worker:
 
 def warm_up() -> None:
     """Import what every task needs (Flower, TensorFlow with its devices, Keras, FedXray's ClientApp) and build
-    the approved FAB's hash, so that a task starts in about a second. Thread caps must already be in the
-    environment (TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS): TensorFlow reads them when it initialises."""
+    the approved FAB's hash, so that a task starts in about a second. The resource limits the agent put in the
+    environment (fl.limits.limit_env) are applied before TensorFlow creates its devices."""
     import keras  # noqa: F401
-    import tensorflow as tf
 
     import fl.client_app  # noqa: F401
+    from fl.limits import apply_limits
 
-    tf.config.list_physical_devices()
+    apply_limits()
     installed_fab()
 
 

@@ -301,6 +301,7 @@ def train_local(
     proximal_mu: float = 0.0,
     server_round: int = 1,
     optimizer_state: dict[str, np.ndarray] | None = None,
+    callbacks: Sequence = (),
 ) -> dict[str, float]:
     """Train `model` in place for `local-epochs` on `samples` (FedProx term when proximal_mu > 0), then
     re-estimate its batch-norm statistics on `samples` (`recalibrate-bn`, fl.train.recalibrate_batchnorm).
@@ -309,6 +310,8 @@ def train_local(
     is loaded before training (Adam continues with its moments and step count instead of restarting cold every
     round, as centralised training does across epochs) and replaced by the state after training. It belongs
     to the site and never leaves it (the ClientApp keeps it in Context.state).
+
+    `callbacks`: Keras callbacks for the fit (the ClientApp's progress report).
 
     Returns the last epoch's training loss and accuracy (the loss includes the proximal term).
     """
@@ -339,7 +342,7 @@ def train_local(
     history = fit_local(
         trainee, samples, input_size=settings.input_size, scaling=settings.scaling, epochs=settings.local_epochs,
         batch_size=settings.batch_size, seed=settings.seed + server_round, augment=settings.augment,
-        balance=settings.balance_classes, verbose=0,
+        balance=settings.balance_classes, callbacks=list(callbacks), verbose=0,
     )  # fmt: skip
     if optimizer_state is not None:
         optimizer_state.clear()

@@ -7,7 +7,8 @@ started under picks what runs.
 
 Hidden option for installation checks: `fedxray --bundle-selfcheck REPORT.json [--keyring] [--pdf] [IMAGE ...]`
 (app.ui.selfcheck). Hidden option for the app's background conversion of a model to LiteRT:
-`fedxray --convert-litert MODEL_DIR [--into DIR] [--nice]` (fl.litert_convert).
+`fedxray --convert-litert MODEL_DIR [--into DIR] [--nice]` (fl.litert_convert). Hidden option for FedXray's
+ClientApp launcher beside the SuperNode: `fedxray --fl-launcher node|worker …` (fl.launcher.command builds it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 FLOWER_COMMANDS = ("flower-supernode", "flower-superexec", "flwr-clientapp")
 SELFCHECK = "--bundle-selfcheck"
+LAUNCHER = "--fl-launcher"  # fl.launcher.command() in a frozen bundle
 
 
 def command_name(argv0: str) -> str:
@@ -62,13 +64,22 @@ def main() -> int:
         return run_flower(name)
     if len(sys.argv) > 1 and sys.argv[1] == SELFCHECK:
         return selfcheck(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == LAUNCHER:  # the launcher and its warm ClientApp workers
+        from fl.processes import set_flower_defaults
+
+        set_flower_defaults()
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from fl.launcher import main as launcher
+
+        return launcher(sys.argv[2:])
     from fl.litert_convert import FROZEN_OPTION
 
     if len(sys.argv) > 1 and sys.argv[1] == FROZEN_OPTION:  # the app's background conversion of a model
         from fl.litert_convert import main as convert
 
         return convert(sys.argv[2:])
-    missing = missing_flower_commands() if sys.argv[1:2] == ["federate"] and getattr(sys, "frozen", False) else []
+    federating = sys.argv[1:2] in (["federate"], ["federation"])
+    missing = missing_flower_commands() if federating and getattr(sys, "frozen", False) else []
     if missing:
         print(f"fedxray: federated training is not available in this installation: {', '.join(missing)} missing "
               f"in {Path(sys.executable).parent} (install FedXray again from the complete package)",

@@ -8,7 +8,7 @@ import os
 import sys
 
 # Sub-command modules; each exposes register(subparsers) and sets `func` on its parser.
-COMMANDS = ("classify", "train", "evaluate", "enroll", "federate", "models")
+COMMANDS = ("classify", "train", "evaluate", "enroll", "federate", "federation", "models")
 
 
 def _quiet_tensorflow() -> None:

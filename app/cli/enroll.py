@@ -63,45 +63,49 @@ def run_enroll(args: argparse.Namespace) -> int:
     else:
         print(f"Enrolled: node {result.node_id} of site {result.site!r} at {result.central_url}.")
         print(f"Fleet address: {result.superlink_address}; CA and signing key in {result.folder}.")
-        print("The private key and credential are in the keyring. Start taking part with `fedxray federate`.")
+        print("The private key and credential are in the keyring. Take part with `fedxray federation opt-in` "
+              "(background) or `fedxray federate` (in this terminal).")  # fmt: skip
     return 0
 
 
-def _print_status(data: dict, args: argparse.Namespace) -> int:
+def _print_status(status, args: argparse.Namespace) -> int:
+    data = status.to_dict()
     if args.json:
         print(json.dumps(data, indent=2, default=str))
-        return 0 if data["enrolled"] else 1
-    if not data["enrolled"]:
+        return 0 if status.enrolled else 1
+    if not status.enrolled:
         print("This workstation is not enrolled. Enrol it with: fedxray enroll --central URL --token TOKEN")
         return 1
-    print(f"Enrolled as node {data['node_id']} of site {data['site']!r}")
-    print(f"  central:       {data['central_url']} (Fleet API at {data['superlink_address']})")
-    print(f"  enrolled at:   {data['enrolled_at']}")
-    print(f"  CA (SHA-256):  {data['ca_fingerprint']}")
-    print(f"  keyring:       {data['keyring']} ({'secrets present' if data['secrets_present'] else 'SECRETS MISSING'})")
-    central = data.get("central")
-    if central is None:
-        pass
-    elif not central.get("reachable"):
-        print(f"  central says:  unreachable ({central.get('detail')})")
-    elif central.get("status") == "refused":
-        print(f"  central says:  {central.get('detail')}")
-    else:
-        online = "online" if central.get("online") else "offline"
-        print(f"  central says:  {central.get('status')}, {online}, last seen {central.get('last_seen_at') or 'never'}")
+    from app.core.central_client import readable_fingerprint
+
+    print(f"Enrolled as node {status.node_id} of site {status.site!r}")
+    print(f"  central:       {status.central_url} (Fleet API at {status.superlink_address})")
+    print(f"  enrolled at:   {status.enrolled_at}")
+    print("  CA (SHA-256):  " + readable_fingerprint(status.ca_fingerprint).replace("\n", "\n                 "))
+    secrets = {True: "secrets present", False: "SECRETS MISSING", None: "not readable"}[status.secrets_present]
+    print(f"  keyring:       {status.keyring or 'unavailable'} ({secrets})")
+    if status.reachable:
+        online = {True: "online", False: "offline", None: "SuperLink state unknown"}[status.online]
+        print(f"  central says:  {status.central_status}, {online}, last seen {status.last_contact or 'never'}")
+    elif status.reachable is False:
+        print("  central says:  unreachable")
+    if status.clock:
+        print(f"  clock:         {status.clock['message']}")
+    if status.problem:
+        print(f"  problem:       {status.problem}")
     return 0
 
 
 def run_leave(args: argparse.Namespace) -> int:
-    from app.core import enrollment
+    from app.core import agent_control
 
     try:
-        result = enrollment.leave(force=args.force)
+        result = agent_control.leave_federation(force=args.force)  # stops the background agent first
     except AppError as exc:
         return _fail(str(exc), args)
     if args.json:
         print(json.dumps({"ok": True, "node_id": result.node_id, "central_told": result.central_told}))
     else:
         print(f"Left the federation (node {result.node_id}). {result.message}")
-        print("The private key and credential were removed from the keyring.")
+        print("The private key and credential were removed from the keyring; the background agent is stopped.")
     return 0

@@ -2,6 +2,15 @@
 
 Secrets (the SuperNode's private key, the API credential) live only in the OS keyring; the rest (central
 address, node id, CA certificate, model-signing public key) in the config folder, `<config>/central/`.
+
+Public API (plain data; the desktop app calls it on worker threads):
+- `central_client.probe(url)` first (CA fingerprint for IT to compare by phone, clock, reachability), then
+- `enroll(central_url=..., token=..., ca_fingerprint=<the probed one IT confirmed>, hostname=None) -> Enrollment`;
+- `status(ask_central=True) -> EnrollmentStatus` (central, site, node id, enrolled since, last contact, online
+  as the central sees it; `.to_dict()` for JSON);
+- `leave(force=False) -> LeaveResult` (revokes at the central, removes the keys). The agent must be stopped
+  first: `app.core.agent_control.leave_federation()` does both.
+Errors: the EnrollmentError family of app.core.central_client, KeyringUnavailableError.
 """
 
 from __future__ import annotations
@@ -14,30 +23,30 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import requests
-
 from app.core.central_client import (
-    TIMEOUT,
+    CentralClient,
+    CredentialRefusedError,
     EnrollmentError,
-    ca_file,
     cert_fingerprint,
+    check_pin,
     detail,
-    fetch_ca,
-    network_error,
     new_node_key,
-    normalize_central_url,
     normalize_fingerprint,
+    post_leave,
+    probe,
+    redeem,
     token_ca_pin,
 )
+from app.core.errors import AppError
 from app.core.keystore import SecretStore
 from app.core.paths import atomic_write_text, config_dir
 
 FOLDER = "central"
-__all__ = ["Enrollment", "EnrollmentError", "api_get", "credential", "enroll", "enrollment_dir", "leave",
-           "load_enrollment", "private_key_file", "status"]
+__all__ = ["Enrollment", "EnrollmentError", "EnrollmentStatus", "LeaveResult", "client", "credential", "enroll",
+           "enrollment_dir", "leave", "load_enrollment", "private_key_file", "status"]
 
 
 @dataclass(frozen=True)
@@ -103,38 +112,38 @@ def load_enrollment() -> Enrollment | None:
 def enroll(
     *, central_url: str, token: str, ca_fingerprint: str | None = None, hostname: str | None = None
 ) -> Enrollment:
-    """Enrol this workstation with a central; returns the stored enrolment."""
+    """Enrol this workstation with a central; returns the stored enrolment.
+
+    The central's CA must match `ca_fingerprint` (what IT announced, or what the wizard showed and IT confirmed)
+    and the pin inside the token. The clock is checked before the token is used: a clock Flower would refuse
+    raises ClockSkewError and the token stays usable."""
     existing = load_enrollment()
     if existing is not None:
         raise EnrollmentError(
             f"This workstation is already enrolled (node {existing.node_id}, site {existing.site!r}, "
             f"central {existing.central_url}). Run `fedxray leave` first to enrol it again."
         )
-    central = normalize_central_url(central_url)
     hostname = (hostname or socket.gethostname())[:100]
     pin = token_ca_pin(token)
     expected = normalize_fingerprint(ca_fingerprint) if ca_fingerprint else None
     store = SecretStore()  # refuses insecure keyrings before anything happens
     store.check()
 
-    ca_pem = fetch_ca(central)
-    actual = cert_fingerprint(ca_pem)
-    if (expected is not None and actual != expected) or not actual.startswith(pin):
-        raise EnrollmentError(
-            f"The central at {central} presented a CA certificate with fingerprint {actual}, which is not the "
-            "one IT gave you. Someone may be intercepting the connection, or the address is wrong. "
-            "Nothing was changed; do not enrol, and tell IT."
-        )
+    probed = probe(central_url)
+    check_pin(probed, expected=expected, token_pin=pin)
+    probed.require_clock()
+    central, ca_pem, actual = probed.url, probed.ca_pem, probed.ca_fingerprint
 
     private_key, public_key = new_node_key()
     keyring_id = secrets.token_hex(8)
     key_name = f"{keyring_id}/supernode-private-key"
     store.set(key_name, private_key)
     try:
-        body = _redeem(central, ca_pem, token=token.strip(), public_key=public_key, hostname=hostname)
+        body = redeem(central, ca_pem, token=token.strip(), public_key=public_key, hostname=hostname)
     except BaseException:
         store.delete(key_name)
         raise
+    enrollment = None
     try:
         if cert_fingerprint(body["ca_certificate"]) != actual:
             raise EnrollmentError("The central answered with a different CA certificate than it presented.")
@@ -153,53 +162,28 @@ def enroll(
                           what="the enrolment record")  # fmt: skip
     except BaseException:
         # The central enrolled us but we cannot keep it: leave again so no orphan node stays registered.
-        _post_leave(central, ca_pem, body.get("credential", ""))
+        post_leave(central, ca_pem, body.get("credential", ""))
         store.delete(key_name)
         store.delete(f"{keyring_id}/api-credential")
+        if enrollment is not None:
+            shutil.rmtree(enrollment.folder, ignore_errors=True)
         raise
     return enrollment
 
 
-def _redeem(central: str, ca_pem: str, *, token: str, public_key: str, hostname: str | None) -> dict:
-    payload = {"token": token, "public_key": public_key, "hostname": hostname}
-    with ca_file(ca_pem) as ca_path:
-        try:
-            response = requests.post(f"{central}/api/v1/enrollment", json=payload, verify=ca_path, timeout=TIMEOUT)
-        except requests.RequestException as exc:
-            raise network_error(central, exc) from exc
-    if response.status_code != 201:
-        raise EnrollmentError(f"The central refused the enrolment: {detail(response)}")
-    return response.json()
+# ---------------------------------------------------------------- use
+def client(enrollment: Enrollment | None = None, store: SecretStore | None = None) -> CentralClient:
+    """The CentralClient of this workstation's enrolment (EnrollmentError when not enrolled)."""
+    enrollment = enrollment or load_enrollment()
+    if enrollment is None:
+        raise EnrollmentError("This workstation is not enrolled with a FedXray central. Enrol it first: "
+                              "fedxray enroll --central URL --token TOKEN (IT gives you both).")  # fmt: skip
+    return CentralClient(enrollment, store)
 
 
-def _post_leave(central: str, ca_pem: str, credential: str) -> requests.Response | None:
-    with ca_file(ca_pem) as ca_path:
-        try:
-            return requests.post(f"{central}/api/v1/workstation/leave", verify=ca_path, timeout=TIMEOUT,
-                                 headers={"Authorization": f"Bearer {credential}"})  # fmt: skip
-        except requests.RequestException:
-            return None
-
-
-# ---------------------------------------------------------------- use (issue 5 builds on these)
 def credential(enrollment: Enrollment, store: SecretStore | None = None) -> str:
     """The workstation API credential from the keyring."""
-    value = (store or SecretStore()).get(enrollment.credential_name)
-    if not value:
-        raise EnrollmentError(
-            "This workstation's credential is missing from the keyring. Run `fedxray leave --force`, then enrol again."
-        )
-    return value
-
-
-def api_get(enrollment: Enrollment, path: str, *, store: SecretStore | None = None) -> requests.Response:
-    """GET a central API path with the workstation credential (HTTPS checked against the enrolment CA)."""
-    headers = {"Authorization": f"Bearer {credential(enrollment, store)}"}
-    try:
-        return requests.get(f"{enrollment.central_url}{path}", headers=headers,
-                            verify=str(enrollment.ca_cert_path), timeout=TIMEOUT)  # fmt: skip
-    except requests.RequestException as exc:
-        raise network_error(enrollment.central_url, exc) from exc
+    return CentralClient(enrollment, store).credential()
 
 
 @contextlib.contextmanager
@@ -223,29 +207,74 @@ def private_key_file(enrollment: Enrollment, store: SecretStore | None = None) -
 
 
 # ---------------------------------------------------------------- status and leave
-def status(*, ask_central: bool = True) -> dict:
-    """The enrolment as stored here, whether its secrets are in the keyring, and what the central says."""
+@dataclass(frozen=True)
+class EnrollmentStatus:
+    """This workstation's enrolment as stored here and, when asked, as the central sees it."""
+
+    enrolled: bool
+    central_url: str | None = None
+    site: str | None = None
+    node_id: int | None = None
+    hostname: str | None = None
+    superlink_address: str | None = None
+    ca_fingerprint: str | None = None
+    enrolled_at: str | None = None  # "enrolled since" (ISO 8601, from the central)
+    keyring: str | None = None  # the keyring backend holding the secrets
+    secrets_present: bool | None = None
+    # From the central (None when it was not asked or did not answer):
+    reachable: bool | None = None
+    central_status: str | None = None  # active | revoked | left (the central's word)
+    last_contact: str | None = None  # the central's last_seen_at: when this node last talked to it
+    online: bool | None = None  # connected to the SuperLink now, as the central sees it
+    clock: dict | None = None  # {"offset": s, "level": ok|warn|fail, "message": ...}
+    problem: str | None = None  # plain words: what is wrong and what to do
+    central: dict | None = field(default=None, repr=False)  # the central's full answer
+
+    def to_dict(self) -> dict:
+        """JSON view: {"enrolled": False} when not enrolled; no secrets ever."""
+        if not self.enrolled:
+            return {"enrolled": False}
+        return asdict(self)
+
+
+def status(*, ask_central: bool = True) -> EnrollmentStatus:
+    """The enrolment as stored here, whether its secrets are in the keyring, and what the central says
+    (its answer, reachability and the clock: one probe and one authenticated call, each up to 10-30 s)."""
     enrollment = load_enrollment()
     if enrollment is None:
-        return {"enrolled": False}
-    out: dict = {"enrolled": True, **asdict(enrollment)}
-    out.pop("keyring_id")
-    store = SecretStore()
-    out["keyring"] = store.name
-    out["secrets_present"] = bool(store.get(enrollment.private_key_name)) and bool(
-        store.get(enrollment.credential_name)
-    )
-    if ask_central and out["secrets_present"]:
-        try:
-            response = api_get(enrollment, "/api/v1/workstation", store=store)
-        except EnrollmentError as exc:
-            out["central"] = {"reachable": False, "detail": str(exc)}
-        else:
-            if response.status_code == 200:
-                out["central"] = {"reachable": True, **response.json()}
-            else:
-                out["central"] = {"reachable": True, "status": "refused", "detail": detail(response)}
-    return out
+        return EnrollmentStatus(enrolled=False)
+    base = dict(enrolled=True, central_url=enrollment.central_url, site=enrollment.site, node_id=enrollment.node_id,
+                hostname=enrollment.hostname, superlink_address=enrollment.superlink_address,
+                ca_fingerprint=enrollment.ca_fingerprint, enrolled_at=enrollment.enrolled_at)  # fmt: skip
+    try:
+        store = SecretStore()
+        base["keyring"] = store.name
+        base["secrets_present"] = bool(store.get(enrollment.private_key_name)) and bool(
+            store.get(enrollment.credential_name)
+        )
+    except AppError as exc:  # keyring locked or missing
+        return EnrollmentStatus(**base, secrets_present=None, problem=str(exc))
+    if not base["secrets_present"]:
+        return EnrollmentStatus(**base, problem="This workstation's private key or credential is missing from the "
+                                "keyring. Run `fedxray leave --force`, then enrol again.")  # fmt: skip
+    if not ask_central:
+        return EnrollmentStatus(**base)
+    api = CentralClient(enrollment, store)
+    try:
+        probed = api.probe()
+    except AppError as exc:
+        return EnrollmentStatus(**base, reachable=False, problem=str(exc))
+    clock = asdict(probed.clock) if probed.clock else None
+    problem = probed.clock.message if probed.clock and probed.clock.level == "fail" else None
+    try:
+        seen = api.workstation()
+    except CredentialRefusedError as exc:
+        return EnrollmentStatus(**base, reachable=True, central_status="ended", clock=clock, problem=str(exc))
+    except AppError as exc:
+        return EnrollmentStatus(**base, reachable=False, clock=clock, problem=str(exc))
+    return EnrollmentStatus(**base, reachable=True, central_status=seen.get("status"),
+                            last_contact=seen.get("last_seen_at"), online=seen.get("online"), clock=clock,
+                            problem=problem, central=seen)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -265,7 +294,7 @@ def leave(*, force: bool = False) -> LeaveResult:
     told, message = False, ""
     if secret:
         ca_pem = enrollment.ca_cert_path.read_text(encoding="ascii") if enrollment.ca_cert_path.exists() else ""
-        response = _post_leave(enrollment.central_url, ca_pem, secret) if ca_pem else None
+        response = post_leave(enrollment.central_url, ca_pem, secret) if ca_pem else None
         if response is not None and response.status_code == 200:
             told, message = True, "The central unregistered this workstation."
         elif response is not None and response.status_code == 401:

@@ -1,7 +1,10 @@
 """The workstation's part in federated training: runs its Flower SuperNode, restarts it, reports progress.
 
-`fedxray federate` uses NodeSupervisor. Progress goes to the console and to data_dir()/federation-status.json
-(app.core.federation_status). No TensorFlow here: the SuperNode starts a fresh ClientApp process per message.
+NodeSupervisor runs the SuperNode through FedXray's launcher (`python -m fl.launcher node -- <flower-supernode
+args>`: process isolation, only FedXray's installed ClientApp runs, warm workers; fl/launcher.py), with the
+resource limits of NodeSettings (CPU threads, GPU memory, lower OS priority). The background agent
+(app.core.agent) and `fedxray federate` (the foreground form) both use it. Progress goes to the console and to
+data_dir()/federation-status.json (app.core.federation_status). No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from pathlib import Path
 from app.core.errors import AppError
 from app.core.federation_status import FederationStatus, parse_line
 from app.core.paths import atomic_write_text
-from fl.processes import descendants, flower_env, signal_all
+from fl.processes import bin_dir, descendants, flower_env, signal_all
 
 LOG_FILE = "federation.log"
+REFUSALS_FILE = "federation-refusals.jsonl"  # runs the launcher refused (their app is not FedXray's installed one)
+LAUNCHER_POLL = "0.2"  # seconds between the launcher's claims on the SuperNode's loopback API
 NOT_ENROLLED = (
     "The central refused this workstation: it is not (or no longer) enrolled. Ask IT for a new enrolment token "
     "and run `fedxray enroll` again (see `fedxray enroll --status`)."
@@ -48,6 +53,9 @@ class NodeSettings:
     root_certificates: Path | None = None  # the central's CA certificate (TLS)
     private_key: Path | None = None  # the node's private key file (node authentication)
     insecure: bool = False  # plain HTTP, for tests on loopback only
+    cpu_threads: int | None = None  # thread cap of the training processes (None: TensorFlow's default)
+    gpu_memory_mb: int | None = None  # GPU memory cap per GPU (None: growth only)
+    nice: int = 0  # added OS niceness of the SuperNode, launcher and ClientApps (POSIX)
 
 
 def check_data_dir(path: Path) -> dict[str, int]:
@@ -72,6 +80,23 @@ def check_data_dir(path: Path) -> dict[str, int]:
 # ---------------------------------------------------------------- the supervised SuperNode
 
 
+def _child_setup(nice: int) -> Callable[[], None]:
+    """In the launcher child (POSIX): lower its priority by `nice`, and on Linux have it terminated when the
+    thread that started it dies (even by SIGKILL), so a killed agent never leaves a SuperNode behind."""
+
+    def setup() -> None:
+        if nice:
+            with contextlib.suppress(OSError):
+                os.nice(nice)
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return setup
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,7 +108,8 @@ class NodeSupervisor:
 
     def __init__(self, settings: NodeSettings, *, folder: Path, echo: Callable[[str], None] = print,
                  backoff: tuple[float, float] = (2.0, 60.0), stable_after: float = 120.0,
-                 refusal_grace: float = 150.0, check_enrolled: Callable[[], bool | None] | None = None) -> None:
+                 refusal_grace: float = 150.0, check_enrolled: Callable[[], bool | None] | None = None,
+                 status: FederationStatus | None = None) -> None:
         """`refusal_grace`: how long refusals may last before the node is declared not enrolled. Flower refuses
         a node whose previous connection still counts as open (up to about a minute after a crash) with the
         same code as an unknown key. `check_enrolled` asks the central (False: enrolment ended; None: unknown)."""  # fmt: skip
@@ -94,7 +120,8 @@ class NodeSupervisor:
         self.stable_after = stable_after
         self.refusal_grace = refusal_grace
         self.check_enrolled = check_enrolled
-        self.status = FederationStatus(folder, settings)
+        self.status = status or FederationStatus(folder, settings)
+        self.status.configure(settings)
         self._stop = threading.Event()
         self._proc: subprocess.Popen | None = None
         self._lock = threading.RLock()  # stop() may run in a signal handler on the thread holding it
@@ -109,24 +136,36 @@ class NodeSupervisor:
         return path
 
     def command(self, port: int) -> list[str]:
+        """The launcher with its SuperNode: `fl.launcher node --refusals F -- flower-supernode ARGS`."""
+        from fl.launcher import command as launcher_command
+
         s = self.settings
-        cmd = [str(Path(sys.executable).parent / "flower-supernode"), "--superlink", s.superlink,
-               "--port", str(port), "--node-config", str(self.node_config())]  # fmt: skip
+        args = [str(bin_dir() / "flower-supernode"), "--superlink", s.superlink, "--port", str(port),
+                "--node-config", str(self.node_config())]  # fmt: skip
         if s.insecure:
-            cmd.append("--insecure")
+            args.append("--insecure")
         elif s.root_certificates:
-            cmd += ["--root-certificates", str(s.root_certificates)]
+            args += ["--root-certificates", str(s.root_certificates)]
         if s.private_key:
-            cmd += ["--auth-supernode-private-key", str(s.private_key)]
-        return cmd
+            args += ["--auth-supernode-private-key", str(s.private_key)]
+        return launcher_command("node", "--refusals", str(self.folder / REFUSALS_FILE), "--", *args)
+
+    def environment(self) -> dict[str, str]:
+        """Flower's environment plus the resource limits (fl.limits) and the launcher's short local poll."""
+        from fl.limits import limit_env
+
+        s = self.settings
+        return flower_env(self.folder / "flower", FEDXRAY_LAUNCHER_POLL=LAUNCHER_POLL,
+                          FLWR_SUPEREXEC_TASK_POLL_INTERVAL=LAUNCHER_POLL,
+                          **limit_env(cpu_threads=s.cpu_threads, gpu_memory_mb=s.gpu_memory_mb))  # fmt: skip
 
     def _spawn(self) -> subprocess.Popen:
         command = self.command(free_port())
         try:
             return subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                env=flower_env(self.folder / "flower"), cwd=self.folder, start_new_session=True, text=True,
-                errors="replace", bufsize=1,
+                env=self.environment(), cwd=self.folder, start_new_session=True, text=True, errors="replace",
+                bufsize=1, preexec_fn=_child_setup(self.settings.nice) if os.name == "posix" else None,
             )  # fmt: skip
         except OSError as exc:
             raise FederationError(
@@ -161,7 +200,8 @@ class NodeSupervisor:
                     refused_since = refused_since or now
                     verdict = self.check_enrolled() if self.check_enrolled else None
                     if verdict is False or (verdict is None and now - refused_since >= self.refusal_grace):
-                        self.status.update(state="not-enrolled", last_error=NOT_ENROLLED)
+                        self.status.update(state="not-enrolled", last_error=NOT_ENROLLED, error=NOT_ENROLLED,
+                                           error_kind="not-enrolled")  # fmt: skip
                         raise NotEnrolledError(NOT_ENROLLED)
                     self.status.update(state="refused", last_error="the SuperLink did not accept this node (yet)")
                     self.echo("The central did not accept this workstation yet (its previous connection may count as "
@@ -174,8 +214,7 @@ class NodeSupervisor:
                 delay = min(delay * 2, self.backoff[1])
         finally:
             self._terminate()
-            self.status.update(state="stopped" if self.status.state["state"] != "not-enrolled" else "not-enrolled",
-                               phase=None)  # fmt: skip
+            self.status.update(state="stopped" if self.status.state["state"] != "not-enrolled" else "not-enrolled")
             log.close()
         return 0
 

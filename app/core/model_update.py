@@ -19,8 +19,8 @@ from pathlib import Path
 
 import requests
 
-from app.core.central_client import TIMEOUT, detail, network_error
-from app.core.enrollment import Enrollment, credential, load_enrollment
+from app.core.central_client import CentralClient, detail
+from app.core.enrollment import Enrollment, load_enrollment
 from app.core.errors import AppError
 from app.core.keystore import SecretStore
 from app.core.models import InstalledModel, ModelImportError, ModelNotFoundError, ModelStore
@@ -83,12 +83,10 @@ def require_enrollment() -> Enrollment:
 
 
 def _get(enrollment: Enrollment, path: str, store: SecretStore | None, **kwargs) -> requests.Response:
-    headers = {"Authorization": f"Bearer {credential(enrollment, store)}"}
     try:
-        return requests.get(f"{enrollment.central_url}{path}", headers=headers, verify=str(enrollment.ca_cert_path),
-                            timeout=TIMEOUT, **kwargs)  # fmt: skip
-    except requests.RequestException as exc:
-        raise ModelUpdateError(f"{network_error(enrollment.central_url, exc)} {KEEP}") from exc
+        return CentralClient(enrollment, store).get(path, **kwargs)
+    except AppError as exc:  # no answer, or the keyring could not give the credential
+        raise ModelUpdateError(f"{exc} {KEEP}") from exc
 
 
 def fetch_release(enrollment: Enrollment, *, store: SecretStore | None = None) -> Release:
