@@ -114,12 +114,11 @@ def normalize_fingerprint(text: str) -> str:
     return cleaned
 
 
-def readable_fingerprint(fingerprint: str, *, group: int = 4, per_line: int = 4) -> str:
-    """64 hex digits as upper-case groups of four, four groups a line (four lines), for reading out by phone:
-    `1A2B 3C4D 5E6F 7081` …"""
-    fp = normalize_fingerprint(fingerprint).upper()
-    groups = [fp[i:i + group] for i in range(0, len(fp), group)]
-    return "\n".join(" ".join(groups[i:i + per_line]) for i in range(0, len(groups), per_line))
+def readable_fingerprint(fingerprint: str) -> str:
+    """The fingerprint as the central's dashboard shows it, for reading out by phone (fl.fingerprints.readable)."""
+    from fl.fingerprints import readable
+
+    return readable(normalize_fingerprint(fingerprint))
 
 
 def token_ca_pin(token: str) -> str:

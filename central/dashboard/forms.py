@@ -34,6 +34,7 @@ from central.flower.app import parse_value
 from central.releases import ReleaseRefused, release_version
 from central.run_lifecycle import RunError
 from central.security import format_fingerprint
+from fl.fingerprints import readable
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 EXPIRIES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -145,7 +146,7 @@ async def create_token(request: Request):
     command = (f"fedxray enroll --central https://{host}:{port} --token {created.token} "
                f"--ca-fingerprint {fingerprint}")  # fmt: skip
     return page(request, "token_created.html", nav="workstations", token=created, fingerprint=fingerprint,
-                command=command)  # fmt: skip
+                fingerprint_groups=readable(created.ca_fingerprint), command=command)  # fmt: skip
 
 
 @router.post("/tokens/{token_id}/revoke")

@@ -19,6 +19,7 @@ from central.dashboard.charts import CLASS_LABELS, chart_data, confusion
 from central.dashboard.web import ctx_of, current_admin, page, see_other
 from central.security import format_fingerprint
 from fl.classes import CLASSES
+from fl.fingerprints import readable
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 Admin = Annotated[SignedIn, Depends(current_admin)]
@@ -74,7 +75,8 @@ def workstations(request: Request, signed: Admin):
     with ctx.sessions() as session:
         tokens = [{"row": t, "state": enrollment_crud.token_state(t)} for t in enrollment_crud.list_tokens(session=session)]
     return page(request, "workstations.html", nodes=_nodes(ctx), tokens=tokens,
-                fingerprint=format_fingerprint(ctx.ca_fingerprint), expiries=forms.EXPIRIES)  # fmt: skip
+                fingerprint=format_fingerprint(ctx.ca_fingerprint),
+                fingerprint_groups=readable(ctx.ca_fingerprint), expiries=forms.EXPIRIES)  # fmt: skip
 
 
 @router.get("/workstations/{node_id}/revoke", response_class=HTMLResponse)

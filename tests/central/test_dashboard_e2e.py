@@ -183,6 +183,8 @@ def test_tokens_made_in_the_browser_enrol_workstations(dash):
         token = dash.css("[data-testid=token]").text
         fingerprint = dash.css("[data-testid=fingerprint]").text
         assert token.startswith("fxe1.") and f"--token {token}" in dash.css("[data-testid=command]").text
+        groups = dash.css("[data-testid=fingerprint-groups]").text.split()  # as the enrol wizard shows it
+        assert len(groups) == 16 and "".join(groups) == fingerprint.replace(":", "")
         if name == SITES[0]:
             dash.shot("03-token-created")
         ws = dash.stations[name] = Workstation(dash.root / name, name)
