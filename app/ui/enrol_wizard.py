@@ -343,8 +343,8 @@ class EnrolWizard(QWizard):
         self.setOption(QWizard.WizardOption.NoCancelButtonOnLastPage, True)
         self.runner = runner
         self.url = ""
-        self.address_page, self.check, self.token_page, self.done = AddressPage(), CheckPage(), TokenPage(), DonePage()
-        for page in (self.address_page, self.check, self.token_page, self.done):
+        self.address_page, self.check, self.token_page, self.done_page = AddressPage(), CheckPage(), TokenPage(), DonePage()
+        for page in (self.address_page, self.check, self.token_page, self.done_page):
             self.addPage(page)
         self.address_page.address.setText(address)
         self.resize(700, 520)

@@ -119,6 +119,10 @@ class FederationModel(QObject):
         self.runner.cancel_all()
         self.runner.wait(wait_ms)
 
+    def set_poll_interval(self, msecs: int) -> None:
+        """How often the agent's status is read (tests and the screenshots follow a round closely)."""
+        self._agent_timer.setInterval(msecs)
+
     @property
     def enrolled(self) -> bool:
         return bool(self.enrollment is not None and self.enrollment.enrolled)
