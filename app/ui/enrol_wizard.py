@@ -37,12 +37,7 @@ TITLES = (
     ("KeyringUnavailableError", "The keyring is locked or missing"),
     ("ClockSkewError", "This computer's clock is out of step with the central"),
 )
-TOKEN_HELP = {
-    "used": "Each token works once, and this one has been used. Ask IT for a new one-time token.",
-    "expired": "This token has expired. Ask IT for a new one-time token.",
-    "revoked": "IT withdrew this token. Ask IT for a new one-time token.",
-    "unknown": "Check that you copied the whole token (it starts with “fxe1.”), or ask IT for a new one.",
-}
+TOKEN_PREFIX = "The central refused the enrolment token: "  # said by the title already
 
 
 def explain(exc: BaseException) -> tuple[str, str]:
@@ -51,7 +46,10 @@ def explain(exc: BaseException) -> tuple[str, str]:
     title = next((t for n, t in TITLES if n == name), "Enrolment failed")
     text = str(exc).strip() or name
     if name == "TokenRefusedError":
-        text = f"{text} {TOKEN_HELP.get(getattr(exc, 'reason', 'unknown'), TOKEN_HELP['unknown'])}"
+        text = text.removeprefix(TOKEN_PREFIX)
+        text = text[:1].upper() + text[1:]
+        if "IT" not in text.split():
+            text += " If it is refused again, ask IT for a new one-time token."
     elif not isinstance(exc, AppError):
         text = f"{name}: {text}. Nothing was changed; try again, or tell IT what this says."
     return title, text

@@ -36,7 +36,7 @@ class StepStrip(QWidget):
         keys = [k for k, _ in ft.STEPS]
         current = keys.index(phase) if phase in keys else -1
         for i, key in enumerate(keys):
-            state = "current" if i == current else "done" if 0 < i < current else ""
+            state = "current" if i == current else "done" if i < current else ""
             label = self.labels[key]
             label.setProperty("state", state)
             label.style().unpolish(label)
@@ -108,7 +108,8 @@ class RoundPanel(QFrame):
             return
         v["run"].setText(ft.short_run(a.run_id))
         v["run"].setToolTip(f"Flower run id {a.run_id}" if a.run_id else "")
-        v["round"].setText(ft.round_text(a) or "—")
+        rnd = ft.round_text(a)
+        v["round"].setText(f"{rnd} — reply sent" if rnd and a.phase == "waiting" else rnd or "—")
         v["left"].setText(ft.duration(a.eta_seconds) if a.phase in ft.BUSY else "—")
         contact = ft.ago(a.last_contact)
         v["contact"].setText(f"{contact} — reconnecting…" if a.reconnecting else contact)
@@ -132,13 +133,15 @@ class RoundPanel(QFrame):
             if a.phase == "error":
                 text, level = "Stopped by a problem", "error"
         else:
-            text = a.phase_text
+            # Short: the progress bar, time left and round rows carry the detail (the full words in the tooltip).
+            text = dict(ft.STEPS).get(a.phase) or a.phase_text
             rnd = ft.round_text(a)
             if rnd and a.phase in ft.BUSY:
-                text = f"{rnd} — {text[:1].lower()}{text[1:]}"
+                text = f"{text} — {rnd[:1].lower()}{rnd[1:]}"
             level = "busy" if a.phase in ft.BUSY else "error" if a.phase == "error" else \
                 "warn" if a.phase == "reconnecting" else "idle"  # fmt: skip
         self.headline.setText(text)
+        self.headline.setToolTip(a.phase_text if a is not None else "")
         self.headline.setProperty("level", level)
         self.headline.style().unpolish(self.headline)
         self.headline.style().polish(self.headline)
@@ -186,9 +189,9 @@ class RoundPanel(QFrame):
         if val.get("accuracy") is None:
             return "—"
         n = local.get("val_examples")
-        where = f" on {n} validation images here" if n else " on this site's validation images"
-        return (f"accuracy {val['accuracy']:.2f}, macro-F1 {val.get('macro_f1') or 0:.2f} of the model received"
-                f"{where}")  # fmt: skip
+        images = f"{n} validation images" if n else "validation images"
+        return (f"the model received scored accuracy {val['accuracy']:.2f}, macro-F1 {val.get('macro_f1') or 0:.2f} "
+                f"on this site's {images}")  # fmt: skip
 
     def text(self) -> str:
         """Everything the panel shows, for tests and the screenshots' checks."""

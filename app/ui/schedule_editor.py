@@ -9,7 +9,6 @@ from PySide6.QtCore import Qt, QTime
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -93,12 +92,12 @@ class ScheduleEditor(QWidget):
         gpu_row.addWidget(self.gpu_cap)
         gpu_row.addWidget(self.gpu)
         gpu_row.addStretch(1)
-        cpu_row = QHBoxLayout()
-        cpu_row.addWidget(self.cpu)
-        cpu_row.addStretch(1)
-        limits = QFormLayout()
-        limits.addRow("CPU threads", cpu_row)
-        limits.addRow("GPU memory", gpu_row)
+        limits = QHBoxLayout()  # one row: CPU threads […]   GPU memory [ ] Limit to […]
+        limits.addWidget(QLabel("CPU threads"))
+        limits.addWidget(self.cpu)
+        limits.addSpacing(18)
+        limits.addWidget(QLabel("GPU memory"))
+        limits.addLayout(gpu_row)
 
         self.note = QLabel()
         self.note.setObjectName("hint")
@@ -116,8 +115,11 @@ class ScheduleEditor(QWidget):
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.any_time)
-        lay.addWidget(self.windows_only)
+        choice = QHBoxLayout()
+        choice.addWidget(self.any_time)
+        choice.addWidget(self.windows_only)
+        choice.addStretch(1)
+        lay.addLayout(choice)
         lay.addWidget(self.windows_box)
         lay.addSpacing(4)
         lay.addLayout(limits)
@@ -152,8 +154,8 @@ class ScheduleEditor(QWidget):
         self.gpu.setEnabled(self.gpu_cap.isChecked())
         self._enable()
         self._show_problem(self.model.settings_problem)
-        self.note.setText("Training runs at low priority, so your own classification stays quick. A round in "
-                          "progress when a window closes is finished or abandoned cleanly, never half-sent.")  # fmt: skip
+        self.note.setText("Training runs at low priority, so classification stays quick. A round still running "
+                          "when a window closes is finished or abandoned cleanly, never half-sent.")  # fmt: skip
 
     def windows_text(self) -> str:
         """The windows as app.core.federation_settings.parse_windows reads them ("always" for any time)."""

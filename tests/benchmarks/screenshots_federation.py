@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("FEDXRAY_SHARED_DATA", REPO.parent / "shared" / "data"))
-RUN_ARGS = ("--rounds", "1", "--min-sites", "1", "--arch", "tiny", "--input-size", "64", "--local-epochs", "2",
+RUN_ARGS = ("--rounds", "1", "--min-sites", "1", "--arch", "tiny", "--input-size", "64", "--local-epochs", "3",
             "--set", "batch-size=2", "--timeout", "300")  # fmt: skip
 
 
@@ -89,7 +89,7 @@ def shoot(args, home: Path, central) -> int:
     federation_settings.update(data_dir=str(site))
 
     from PySide6.QtCore import QEventLoop
-    from PySide6.QtWidgets import QApplication, QWizard
+    from PySide6.QtWidgets import QApplication
 
     from app.ui.launch import make_app
     from app.ui.main_window import MainWindow
@@ -114,12 +114,22 @@ def shoot(args, home: Path, central) -> int:
         print("saved", name, flush=True)
 
     w = MainWindow()
+    try:
+        return _drive(w, app, args, central, spin, shot)
+    finally:
+        w.close()
+        QApplication.quit()
+
+
+def _drive(w, app, args, central, spin, shot) -> int:
+    from PySide6.QtWidgets import QWizard
+
     w.resize(1400, 880)
     w.move(0, 0)
     w.show()
     assert spin(lambda: w.model.state in ("ready", "failed"), 300), "model did not load"
     fed = w.federation
-    fed.set_poll_interval(250)
+    fed.set_poll_interval(100)
     w.show_federation()
     assert spin(lambda: fed.agent is not None and fed.enrollment is not None, 30)
     shot("federation-not-enrolled", w)
@@ -174,7 +184,8 @@ def shoot(args, home: Path, central) -> int:
 
     run = central.admin_json("run", "start", *RUN_ARGS)["run"]
     print("run", run["id"], flush=True)
-    assert spin(lambda: fed.agent.phase == "training" and bool(fed.agent.batch), 400), fed.agent
+    assert spin(lambda: fed.agent.phase == "training", 400), fed.agent
+    spin(lambda: fed.agent.phase != "training" or (fed.agent.batch or 0) >= 3, 10)  # a few batches into it
     shot("federation-training", w, settle=0.1)
     shot("indicator-training", w.federation_indicator, settle=0.05)
     w.tabs.setCurrentWidget(w.case_page)
@@ -189,9 +200,6 @@ def shoot(args, home: Path, central) -> int:
     fed.refresh_enrollment()
     spin(lambda: not fed.refreshing, 20)
     shot("federation-after-round", w)
-
-    w.close()
-    QApplication.quit()
     return 0
 
 

@@ -27,7 +27,7 @@ from tests.support.central import CentralProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 secret_service = keyring_session.secret_service
-RUN_ARGS = ("--rounds", "1", "--min-sites", "1", "--arch", "tiny", "--input-size", "64", "--local-epochs", "2",
+RUN_ARGS = ("--rounds", "1", "--min-sites", "1", "--arch", "tiny", "--input-size", "64", "--local-epochs", "3",
             "--set", "batch-size=2", "--timeout", "300")  # fmt: skip
 ALL = dict.fromkeys(("Covid", "Normal", "Pneumonia-Bacterial", "Pneumonia-Viral"), 1.0)
 
@@ -224,7 +224,7 @@ def test_opt_in_the_agent_takes_part_in_a_round_outlives_the_window_and_opt_out_
     enrollment = enrol_here(central, "Hospital Agent")
     federation_settings.update(data_dir=str(site))  # train on this site's images (the labelled set is empty)
     w = window()
-    w.federation.set_poll_interval(200)
+    w.federation.set_poll_interval(100)
     page = w.federation_page
     qtbot.waitUntil(lambda: w.federation.enrolled and page.participation.join.isEnabled(), timeout=30_000)
     seen: list[tuple] = []
@@ -261,13 +261,13 @@ def test_opt_in_the_agent_takes_part_in_a_round_outlives_the_window_and_opt_out_
     assert phases.index("waiting") < phases.index("training") < len(phases) - 1 - phases[::-1].index("waiting")
     training = [s for s in seen if s[0] == "training"]
     assert all(s[1:3] == (1, 1) for s in training)  # round 1 of 1
-    assert any(s[3].startswith("Round 1 of 1 — training") for s in training)
+    assert any(s[3] == "Training — round 1 of 1" for s in training)
     assert all(s[4] == "training" for s in training)
-    assert any(s[5].startswith("epoch ") and " of 2 · batch " in s[5] for s in training)
+    assert any(s[5].startswith("epoch ") and " of 3 · batch " in s[5] for s in training)
     assert any(s[6].startswith("● Federation: training, round 1 of 1") for s in training)
     assert page.round.headline.text() == "Waiting for the central" and page.round.steps.current() == "waiting"
     assert "just now" in page.round.values["contact"].text() or "min ago" in page.round.values["contact"].text()
-    assert page.round.values["round"].text() == "Round 1 of 1"
+    assert page.round.values["round"].text() == "Round 1 of 1 — reply sent"
     assert "accuracy" in page.round.values["local"].text()
     assert str(run["flower_run_id"]).endswith(page.round.values["run"].text().lstrip("…"))
     assert pid == w.federation.agent.pid
