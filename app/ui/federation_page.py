@@ -211,14 +211,14 @@ class FederationPage(QScrollArea):
         schedule_box = QGroupBox("When to train, and how much of this computer to use")
         QVBoxLayout(schedule_box).addWidget(self.schedule)
 
-        left = QVBoxLayout()  # for the staff: taking part and what it is doing
-        left.addWidget(self.participation)
+        left = QVBoxLayout()  # for the staff: what it is doing now, taking part, when
         left.addWidget(round_box)
+        left.addWidget(self.participation)
+        left.addWidget(schedule_box)
         left.addStretch(1)
-        right = QVBoxLayout()  # for IT and the settings: enrolment, readiness, schedule and limits
+        right = QVBoxLayout()  # for IT: enrolment and readiness
         right.addWidget(self.enrolment)
         right.addWidget(ready_box)
-        right.addWidget(schedule_box)
         right.addStretch(1)
         body = QWidget()
         body.setObjectName("federationBody")
