@@ -25,6 +25,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -141,11 +142,18 @@ def measure(args, home: Path, central) -> dict:
     gaps: list[tuple[float, str]] = []
     last = [time.perf_counter()]
 
+    doing: list[str] = ["idle"]  # what the benchmark is doing (the largest pauses are reported with it)
+    worst: list[tuple[float, str, str, float]] = []
+
     def tick():
         now = time.perf_counter()
         phase = fed.agent.phase if fed.agent is not None and fed.agent.running else "stopped"
         gaps.append((now - last[0], phase))
+        if now - last[0] > 0.1:
+            worst.append((now - last[0], phase, f"{doing[0]}; document {w.document.state}", now - t_start))
         last[0] = now
+
+    t_start = time.perf_counter()
 
     ticker = QTimer()
     ticker.setInterval(10)
@@ -154,21 +162,25 @@ def measure(args, home: Path, central) -> dict:
 
     def classify(path: Path) -> tuple[float, str, str]:
         """Open an image as the clinician does; seconds until its result is shown, the agent's phases."""
+        doing[0] = f"waiting for the previous case's tasks before {path.name}"
         spin(lambda: w.runner.active == 0)
         before = fed.agent.phase if fed.agent is not None else "?"
+        doing[0] = f"classifying {path.name}"
         t = time.perf_counter()
         w.open_image(path)
         spin(lambda: w.document.state in ("result", "failed", "blocked"))
         took = time.perf_counter() - t
+        doing[0] = "idle"
         assert w.document.state == "result", (path, w.document.state)
         return took, before, fed.agent.phase if fed.agent is not None else "?"
 
     classify(images[0])  # warm-up: the first call builds the model's call paths
-    idle = [classify(p)[0] for p in images for _ in range(2)]
+    idle = [classify(p)[0] for _ in range(4) for p in images]
     idle_gaps = [g for g, _ in gaps[1:]]
 
     # Take part: the page's own operation starts the detached agent; wait until it waits for the central.
     fed.set_poll_interval(250)
+    doing[0] = "opting in"
     fed.opt_in()
     spin(lambda: fed.agent is not None and fed.agent.phase == "waiting", timeout=600)
     run = central.admin_json("run", "start", "--rounds", "1", "--min-sites", "1", "--arch", args.arch,
@@ -188,10 +200,18 @@ def measure(args, home: Path, central) -> dict:
             if fed.agent.phase not in BUSY:
                 break
 
-    def finished():
-        return central.admin_json("run", "status", str(run["id"]))["run"]["status"] in ("finished", "failed", "stopped")
+    # The central's run status comes from a subprocess: asked on a thread, never on the GUI thread being measured.
+    done = threading.Event()
 
-    spin(finished, timeout=1800, poll_ms=500)
+    def watch_run():
+        while central.admin_json("run", "status", str(run["id"]))["run"]["status"] not in ("finished", "failed",
+                                                                                          "stopped"):
+            time.sleep(2)
+        done.set()
+
+    threading.Thread(target=watch_run, daemon=True).start()
+    doing[0] = "idle, the round going on"
+    spin(done.is_set, timeout=1800, poll_ms=50)
     round_gaps = [g for g, phase in gaps if phase in BUSY]
     ticker.stop()
     agent = fed.agent
@@ -210,6 +230,8 @@ def measure(args, home: Path, central) -> dict:
         "event_loop_p99_gap_during_round_ms": 1000 * sorted(round_gaps)[int(0.99 * (len(round_gaps) - 1))]
         if round_gaps else None,
         "round_ticks": len(round_gaps), "phases_after_classifications": sorted(set(phases_seen)),
+        "pauses_over_100ms": [{"ms": round(1000 * g), "agent": ph, "app": what, "at_s": round(at, 1)}
+                              for g, ph, what, at in sorted(worst, reverse=True)[:12]],
     }
     fed.opt_out()
     spin(lambda: not fed.busy, timeout=120)
