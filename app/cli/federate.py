@@ -10,10 +10,11 @@ from pathlib import Path
 from app.cli.common import fail
 
 DESCRIPTION = (
-    "Take part in federated training: runs this workstation's Flower SuperNode, connected to the central it is "
-    "enrolled with, until stopped (Ctrl-C). The images never leave this computer; only model weights and "
+    "Take part in federated training in the foreground: runs this workstation's Flower SuperNode (through "
+    "FedXray's launcher), connected to the central it is enrolled with, until stopped (Ctrl-C), with the CPU and "
+    "GPU limits of `fedxray federation schedule`. The images never leave this computer; only model weights and "
     "summary metrics are sent. Progress is shown here and written to federation-status.json in FedXray's data "
-    "folder."
+    "folder. The background form is `fedxray federation opt-in`."
 )
 
 
@@ -75,15 +76,38 @@ def run(args) -> int:
         counts = fed.check_data_dir(data)
     except (AppError, ValueError) as exc:
         return fail(str(exc))
+    from app.core import federation_settings
+    from app.core.agent_lock import AgentLock, running_agent
+
+    try:
+        limits = federation_settings.load()
+    except AppError as exc:
+        return fail(str(exc))
+    lock = AgentLock.acquire(data_dir())  # one SuperNode per user: the background agent holds the same lock
+    if lock is None:
+        return fail(f"the background federation agent already takes part for this user (pid "
+                    f"{running_agent(data_dir())}): follow it with `fedxray federation status`, or stop it with "
+                    "`fedxray federation opt-out` first")  # fmt: skip
     print(f"Training data: {data} ({sum(counts.values())} images: "
           + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")")  # fmt: skip
+    try:
+        return _federate(args, fed, data, superlink, ca, key_context, check_enrolled, limits)
+    finally:
+        lock.release()
+
+
+def _federate(args, fed, data, superlink, ca, key_context, check_enrolled, limits) -> int:
+    from app.core.errors import AppError
+    from app.core.paths import data_dir
+
     with fed.stop_on_signals() as stopper:
         try:
             with key_context as key:  # the key file (0600 in a private folder) exists only inside this block
                 if stopper.requested.is_set():
                     return 0
                 settings = fed.NodeSettings(superlink=superlink, data_dir=data, root_certificates=ca,
-                                            private_key=key, insecure=args.insecure)  # fmt: skip
+                                            private_key=key, insecure=args.insecure, cpu_threads=limits.threads,
+                                            gpu_memory_mb=limits.gpu_memory_mb)  # fmt: skip
                 supervisor = fed.NodeSupervisor(settings, folder=data_dir(), echo=lambda m: print(m, flush=True),
                                                 refusal_grace=args.refusal_grace, check_enrolled=check_enrolled)
                 stopper.attach(supervisor)

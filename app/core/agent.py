@@ -108,8 +108,9 @@ class Agent:
     def _paused(self, settings) -> None:
         change = settings.next_change()
         if self.status.state.get("state") != "paused":
+            until = f" until {change:%a %H:%M}" if change else ""
             self.echo(f"Outside the training windows ({federation_settings.format_windows(settings.windows)}): "
-                      f"taking no training work until {change:%a %H:%M}." if change else "Outside the training windows.")  # fmt: skip
+                      f"taking no training work{until}.")  # fmt: skip
         self.status.update(state="paused", error=None, error_kind=None,
                            next_change=change.isoformat(timespec="minutes") if change else None)  # fmt: skip
         self._stop.wait(self.poll * 5)  # settings may change any time: look again soon

@@ -171,15 +171,22 @@ class FederationSettings:
         return not self.windows or any(w.contains(now) for w in self.windows)
 
     def next_change(self, now: dt.datetime | None = None) -> dt.datetime | None:
-        """When in_window() next changes (to the minute, within a week); None when always open."""
+        """When in_window() next changes (within a week); None when always open or it never changes."""
         if not self.windows:
             return None
         now = (now or dt.datetime.now()).replace(second=0, microsecond=0)
         state = self.in_window(now)
-        for minutes in range(1, 7 * 24 * 60 + 1):
-            t = now + dt.timedelta(minutes=minutes)
-            if self.in_window(t) != state:
-                return t
+        edges = set()  # the only moments the state can change: the windows' starts and ends
+        for offset in range(-1, 9):
+            day = now.date() + dt.timedelta(days=offset)
+            for w in self.windows:
+                if day.weekday() in w.days:
+                    start = dt.datetime.combine(day, w.start)
+                    end_day = day + dt.timedelta(days=1) if (w.overnight or w.whole_day) else day
+                    edges.update((start, dt.datetime.combine(end_day, w.end)))
+        for edge in sorted(e for e in edges if now < e <= now + dt.timedelta(days=8)):
+            if self.in_window(edge) != state:
+                return edge
         return None
 
     def limits_text(self) -> str:

@@ -173,12 +173,15 @@ class FederationStatus:
             return f"Round {s['round']}: reply sent to the central{detail}."
         if event.kind == "connection_failed":
             if s["state"] != "reconnecting":
-                self.update(state="reconnecting", last_error="connection to the SuperLink failed")
+                self.update(state="reconnecting", last_error="connection to the SuperLink failed",
+                            error=f"The central's SuperLink at {s['superlink']} cannot be reached; retrying. Check "
+                            "the network, or ask IT whether the central is running.",
+                            error_kind="central-unreachable")  # fmt: skip
                 return f"Cannot reach the central's SuperLink at {s['superlink']}; retrying…"
             return None
         if event.kind == "reconnected":
             self.contact()
-            self.update(state="connected", last_error=None)
+            self.update(state="connected", last_error=None, error=None, error_kind=None)
             return "Connection to the central restored."
         return None  # auth_refused: NodeSupervisor.run decides (it may be a previous connection still open)
 
@@ -249,6 +252,20 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def client_error(text: str | None) -> tuple[str, str]:
+    """Plain words and ERROR_KINDS kind for the error the ClientApp wrote in its round file (it stays local)."""
+    text = text or ""
+    if any(k in text for k in ("ResourceExhausted", "OOM", "out of memory", "MemoryError")):
+        return ("Training ran out of memory on this computer (the graphics card's or the main memory): lower the "
+                "GPU memory cap or close other programs; IT can also lower the run's batch size.", "gpu-memory")  # fmt: skip
+    if any(k in text for k in ("DatasetError", "ImageReadError")):
+        detail = text.split(":", 1)[-1].strip()
+        return (f"The local training data could not be used ({detail}): check the labelled set or the data "
+                "folder (`fedxray federation check`).", "data")  # fmt: skip
+    return ("The last training message failed on this computer; the central was told (without details). The "
+            "federation log (federation.log) has the details for IT.", "other")  # fmt: skip
+
+
 def read_status(folder: Path | None = None) -> AgentStatus:
     """The merged status (agent lock + federation-status.json + federation-round.json + settings)."""
     from app.core import agent_lock, federation_settings
@@ -281,14 +298,21 @@ def read_status(folder: Path | None = None) -> AgentStatus:
     client = _read_json(folder / ROUND_FILE) if phase in BUSY else {}
     if client and client.get("run_id") == state.get("run_id") and client.get("phase") in _CLIENT_PHASE:
         phase = _CLIENT_PHASE[client["phase"]] if phase in BUSY else phase
+    error, error_kind = state.get("error"), state.get("error_kind")
+    last = client or (_read_json(folder / ROUND_FILE) if phase == "waiting" else {})
+    if last.get("phase") == "error" and last.get("run_id") == state.get("run_id"):  # the last message failed here
+        error, error_kind = client_error(last.get("error"))
     progress = {k: client.get(k) for k in ("epoch", "epochs", "batch", "batches")} if phase == "training" else {}
     eta = client.get("eta_seconds") if phase in BUSY else None
+    text = phase_text(phase, eta=eta, **progress)
+    if phase == "paused" and change is not None:
+        text += f" until {change:%a %H:%M}"
     return AgentStatus(
-        **common, running=True, pid=pid, phase=phase, phase_text=phase_text(phase, eta=eta, **progress),
+        **common, running=True, pid=pid, phase=phase, phase_text=text,
         node_id=state.get("node_id"), run_id=state.get("run_id"), round=client.get("round") or state.get("round"),
         num_rounds=client.get("num_rounds") or state.get("num_rounds"), message=client.get("message"),
         eta_seconds=eta, last_contact=state.get("last_contact"), reconnecting=phase == "reconnecting",
-        error=state.get("error"), error_kind=state.get("error_kind"), device=client.get("device"),
+        error=error, error_kind=error_kind, device=client.get("device"),
         restarts=state.get("restarts") or 0, updated=max(filter(None, (state.get("updated"), client.get("updated"))),
                                                          default=None),
         local=state.get("local"), **progress,

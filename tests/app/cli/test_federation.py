@@ -121,8 +121,8 @@ class World:
         assert out.returncode == 0, out.stdout + out.stderr
         return token
 
-    def start_run(self) -> dict:
-        return self.central.admin_json("run", "start", *RUN_ARGS)["run"]
+    def start_run(self, *extra: str) -> dict:
+        return self.central.admin_json("run", "start", *RUN_ARGS, *extra)["run"]
 
     def run_status(self, run_id: int) -> dict:
         return self.central.admin_json("run", "status", str(run_id))
@@ -389,6 +389,40 @@ def test_an_agent_killed_mid_round_is_started_again_without_a_duplicate(world):
     wait_for(lambda: agent_status(ws).phase == "waiting", timeout=300, interval=1,
              what=f"the new agent to connect\n{world.tails()}")  # fmt: skip
     assert agent_status(ws).pid == replaced[0].pid
+
+
+def test_a_central_that_goes_away_is_reported_and_the_agent_reconnects(world):
+    ws = world.station("ws-a")
+    world.central.stop()
+    try:
+        lost = wait_for(lambda: (s := agent_status(ws)).phase == "reconnecting" and s, timeout=120, interval=0.5,
+                        what=f"the agent to notice\n{world.tails()}")  # fmt: skip
+        assert lost.reconnecting and lost.error_kind == "central-unreachable" and "cannot be reached" in lost.error
+    finally:
+        world.central.start()  # same home and ports
+    back = wait_for(lambda: (s := agent_status(ws)).phase == "waiting" and s, timeout=300, interval=1,
+                    what=f"the agent to reconnect\n{world.tails()}")  # fmt: skip
+    assert back.error is None and back.running and back.pid == lost.pid  # the same agent, no restart needed
+
+
+def test_a_window_closing_mid_round_lets_the_round_finish_then_disconnects(world):
+    ws = world.station("ws-a")
+    node_a = agent_status(ws).node_id
+    log = ws.root / "data" / "fedxray" / "federation-agent.log"
+    run = world.start_run("--local-epochs", "12")  # long enough to close the window while it trains
+    wait_for(lambda: agent_status(ws).phase == "training", timeout=300, interval=0.2,
+             what=f"the round to train\n{world.tails()}")  # fmt: skip
+    later = DAYS[(dt.date.today().weekday() + 2) % 7]
+    assert fedxray(ws, "federation", "schedule", "--windows", later).returncode == 0
+    wait_for(lambda: agent_status(ws).phase == "paused", timeout=300, interval=0.5,
+             what=f"the agent to finish the round and pause\n{world.tails()}")  # fmt: skip
+    text = log.read_text()
+    assert "the training window closed: finishing the current round first" in text.lower()
+    assert "The round finished: disconnecting." in text and "abandoned" not in text
+    train = [r for r in world.replies(int(run["flower_run_id"])) if r["phase"] == "train" and r["round"] == 1]
+    assert [(r["node_id"], r["verdict"]) for r in train] == [(node_a, "accepted")]  # sent whole, then disconnected
+    with contextlib.suppress(AssertionError):  # its evaluation has no site now: stop it
+        world.central.admin("run", "stop", str(run["id"]))
 
 
 def test_outside_the_training_window_no_work_is_taken_while_the_run_proceeds(world):
