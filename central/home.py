@@ -85,6 +85,10 @@ class CentralHome:
         """Where a model version's weights live: named by the store's id, never by anything a client sent."""
         return self.models_dir / f"{int(model_id):08d}.bin"
 
+    def artefact_file(self, model_id: int) -> Path:
+        """Where a model version's LiteRT artefact lives once the central made it (central.artefacts)."""
+        return self.models_dir / f"{int(model_id):08d}.tflite"
+
     @property
     def settings_file(self) -> Path:
         return self.root / "central.json"

@@ -23,7 +23,8 @@ from fl.radiograph import (
     fail,
 )
 
-META_TAGS = ("Modality", "BodyPartExamined", "ViewPosition", "PatientAge", "PatientSex",
+META_TAGS = ("Modality", "BodyPartExamined", "ViewPosition", "PatientAge", "PatientSex", "PatientName", "PatientID",
+             "AccessionNumber",
              "PhotometricInterpretation", "StudyDate", "SeriesDescription", "SOPInstanceUID",
              "Rows", "Columns", "BitsStored")
 OPTIONAL_META_TAGS = ("ImageLaterality", "PatientOrientation")

@@ -75,35 +75,56 @@ class Explainer:
         return self._forward(np.asarray(batch, dtype=np.float32)).numpy()
 
 
-def _turbo_lut() -> np.ndarray:
-    """Google's Turbo colour map (polynomial approximation by A. Mikhailov), 256 x RGB uint8."""
-    x = np.linspace(0.0, 1.0, 256)
-    v4 = np.stack([np.ones_like(x), x, x**2, x**3], axis=1)
-    v2 = np.stack([x**4, x**5], axis=1)
-    red = v4 @ [0.13572138, 4.61539260, -42.66032258, 132.13108234] + v2 @ [-152.94239396, 59.28637943]
-    green = v4 @ [0.09140261, 2.19418839, 4.84296658, -14.18503333] + v2 @ [4.27729857, 2.82956604]
-    blue = v4 @ [0.10667330, 12.64194608, -60.58204836, 110.36276771] + v2 @ [-89.90310912, 27.34824973]
-    rgb = np.clip(np.stack([red, green, blue], axis=1), 0.0, 1.0)
-    return (rgb * 255.0 + 0.5).astype(np.uint8)
+# Inferno (van der Walt & Smith, matplotlib 1.5): perceptually uniform, its lightness rises steadily from black to
+# pale yellow, so "hotter" always reads as "brighter", also in grayscale print and for colour-blind readers.
+# Degree-6 polynomial fit per channel (M. Zucker, 2020), within 5/255 of the published table.
+_INFERNO = np.array([
+    [0.0002189403691192265, 0.001651004631001012, -0.01948089843709184],
+    [0.1065134194856116, 0.5639564367884091, 3.932712388889277],
+    [11.60249308247187, -3.972853965665698, -15.9423941062914],
+    [-41.70399613139459, 17.43639888205313, 44.35414519872813],
+    [77.162935699427, -33.40235894210092, -81.80730925738993],
+    [-71.31942824499214, 32.62606426397723, 73.20951985803202],
+    [25.13112622477341, -12.24266895238567, -23.07032500287172],
+])
+COLORMAP_NAME = "inferno"
+TRANSPARENT_BELOW = 0.15  # attention (share of the map's peak) below which the overlay leaves the image untouched
+OPAQUE_FROM = 0.55        # attention from which the overlay is drawn at the full chosen opacity
+LEGEND_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-COLORMAP = _turbo_lut()
+def _inferno_lut() -> np.ndarray:
+    """The inferno colour map, 256 x RGB uint8."""
+    x = np.linspace(0.0, 1.0, 256)[:, None]
+    rgb = sum(_INFERNO[i] * x**i for i in range(len(_INFERNO)))
+    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+COLORMAP = _inferno_lut()
 
 
 def colorize(heat: np.ndarray) -> np.ndarray:
-    """Map a 0-1 heatmap to RGB uint8 with the Turbo colour map (blue = low, red = high)."""
+    """Map a 0-1 heatmap to RGB uint8 with the inferno colour map (black-purple = low, yellow = high)."""
     idx = np.clip(np.nan_to_num(np.asarray(heat, np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return COLORMAP[idx]
 
 
+def attention_alpha(heat: np.ndarray) -> np.ndarray:
+    """Opacity 0-1 of the overlay per pixel: 0 below TRANSPARENT_BELOW (low attention leaves the image as it is),
+    rising smoothly (smoothstep) to 1 at OPAQUE_FROM."""
+    t = np.clip((np.nan_to_num(np.asarray(heat, np.float32)) - TRANSPARENT_BELOW) / (OPAQUE_FROM - TRANSPARENT_BELOW),
+                0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 def overlay(gray: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blend the coloured heatmap over a 0-1 grayscale image; weak activations leave the image visible."""
+    """Blend the coloured heatmap over a 0-1 grayscale image; attention below TRANSPARENT_BELOW leaves it untouched."""
     gray = np.clip(np.asarray(gray, np.float32), 0.0, 1.0)
     heat = np.clip(np.asarray(heat, np.float32), 0.0, 1.0)
     if gray.shape != heat.shape:
         raise ValueError(f"image {gray.shape} and heatmap {heat.shape} differ in size")
     base = np.repeat(gray[..., None] * 255.0, 3, axis=2)
-    weight = (float(np.clip(alpha, 0.0, 1.0)) * np.sqrt(heat))[..., None]
+    weight = (float(np.clip(alpha, 0.0, 1.0)) * attention_alpha(heat))[..., None]
     out = base * (1.0 - weight) + colorize(heat).astype(np.float32) * weight
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 

@@ -51,6 +51,7 @@ class ModelCard:
     # see fl.litert_convert); empty when the folder has none.
     inference: dict[str, Any] = field(default_factory=dict)
     format_version: int = 1
+    limitations: str = ""  # the main limitation, one or two sentences the app shows next to the model name
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False)
@@ -62,6 +63,13 @@ class ModelCard:
         if missing:
             raise ModelFileError(f"the model card lacks {', '.join(missing)}")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def main_limitation(self) -> str:
+        """What a user must know before reading a result of this model ('' when the card says nothing)."""
+        if self.limitations:
+            return self.limitations
+        return "Demonstration model: not clinically validated." if self.demo else ""
 
     @property
     def display_name(self) -> str:

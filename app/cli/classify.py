@@ -56,9 +56,13 @@ def run(args) -> int:
             print(f"{row.path}: ERROR: {row.error}", file=sys.stderr, flush=True)
         else:
             probs = "  ".join(f"{c}={p:.3f}" for c, p in row.probabilities.items())
-            print(f"{row.path}: {row.predicted} ({row.probability:.1%})  [{probs}]", flush=True)
+            finding = f"  -- {row.assessment.finding}" if row.assessment and row.assessment.near_tie else ""
+            print(f"{row.path}: {row.predicted} ({row.probability:.1%}){finding}  [{probs}]", flush=True)
             for message in row.warnings:
                 print(f"  warning: {message}", flush=True)
+            for code, message in (row.assessment.cautions if row.assessment else []):
+                if code != "outside_intended_use":  # the guardrail warnings above already say so
+                    print(f"  caution: {message}", flush=True)
     if not args.json:
         print(f"Model: {card.display_name}. {INTENDED_USE}", file=sys.stderr)
     return 1 if failed else 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core import guardrails
+from app.core.assessment import Assessment, assess_prediction
 from app.core.errors import AppError
 from app.core.paths import atomic_write_text
 from fl.classes import CLASS_LABELS, CLASSES
@@ -43,6 +44,7 @@ class BatchRow:
     model_version: str = ""
     heatmap: Path | None = None                      # the overlay PNG written, when asked for
     case_id: int | None = None                       # history id when the batch was recorded
+    assessment: Assessment | None = None             # near tie, explanation warning, outside the intended use
 
     @property
     def file_name(self) -> str:
@@ -65,6 +67,9 @@ class BatchRow:
             "model_version": self.model_version,
             "warnings": [{"code": c, "message": m} for c, m in zip(self.warning_codes, self.warnings, strict=True)],
         }
+        if self.assessment is not None:
+            out.update(self.assessment.as_json())
+            out["cautions"] = [{"code": c, "message": m} for c, m in self.assessment.cautions]
         if self.heatmap is not None:
             out["heatmap"] = str(self.heatmap)
         return out
@@ -105,7 +110,9 @@ def classify_files(items: Iterable[Path | BatchRow], service: Any, *, cancel: th
                    heatmap_dir: str | os.PathLike | None = None) -> Iterator[BatchRow]:
     """Classify files (and pass on error rows from `expand`) with an app.core.inference.InferenceService.
 
-    Yields one row per item in order, each with the guardrail warnings the app shows. With `heatmap_dir`, the
+    Yields one row per item in order, each with the guardrail warnings the app shows and its assessment (the
+    explanation warning needs the heatmap, so every image gets one; with LiteRT it comes with the forward pass).
+    With `heatmap_dir`, the
     GradCAM overlay of each image (with the caption strip and the intended use, as the app exports it) is written
     there on a second thread while the next images are computed. `progress(done, total)` is called once with
     (0, total), then after each row; setting `cancel` stops after the current batch. With `history` (a
@@ -126,7 +133,7 @@ def classify_files(items: Iterable[Path | BatchRow], service: Any, *, cancel: th
             chunk = items[start:start + batch_size]
             files = [i for i in chunk if not isinstance(i, BatchRow)]
             results: dict[str, list] = {}  # classify_many yields read errors at once, results per batch
-            for result in service.classify_many(files, batch_size=batch_size, heatmaps=heat_dir is not None):
+            for result in service.classify_many(files, batch_size=batch_size, heatmaps=True):
                 results.setdefault(result[0] if isinstance(result, tuple) else result.source, []).append(result)
             for item in chunk:
                 if isinstance(item, BatchRow):
@@ -153,7 +160,7 @@ def classify_files(items: Iterable[Path | BatchRow], service: Any, *, cancel: th
 def classify_folder(folder: str | os.PathLike, service: Any, *, cancel: threading.Event,
                     progress: Callable[[int, int], None] | None = None, recursive: bool = True,
                     batch_size: int = 8, history: Any = None) -> list[BatchRow]:
-    """classify_files on the images of one folder (no heatmaps): the batch window's work."""
+    """classify_files on the images of one folder (no overlay files): the batch window's work."""
     return list(classify_files(expand([folder], recursive=recursive), service, cancel=cancel, progress=progress,
                                batch_size=batch_size, history=history))
 
@@ -168,9 +175,9 @@ def _row(item: Any, history: Any) -> tuple[BatchRow, Any]:
                    probabilities={c: float(p) for c, p in zip(CLASSES, item.probabilities, strict=True)},
                    pixel_sha256=rad.pixel_sha256(), warnings=[w.message for w in warns],
                    warning_codes=[w.code for w in warns], model=str(item.model_name),
-                   model_version=str(item.model_version))
+                   model_version=str(item.model_version), assessment=assess_prediction(item, guardrails=warns))
     if history is not None:
-        row.case_id = history.add(item, file_path=item.source, warnings=warns).id
+        row.case_id = history.add(item, file_path=item.source, warnings=warns, assessment=row.assessment).id
     return row, item
 
 
@@ -203,8 +210,12 @@ def heatmap_name(source: Path, used: set[str]) -> str:
 
 def caption(row: BatchRow) -> str:
     """The line under an exported overlay: file, top finding, model (as the app's own export)."""
-    finding = CLASS_LABELS[row.predicted]
-    warned = " — outside the intended use (guardrail warning)" if row.warnings else ""
+    a = row.assessment
+    finding = a.finding if a is not None else CLASS_LABELS[row.predicted]
+    warned = " — outside the intended use (guardrail warning)" if row.warning_codes and set(row.warning_codes) != {
+        "heatmap_not_written"} else ""
+    if a is not None and a.explanation_warning:
+        warned += " — explanation warning: the model looked mostly at the edge of the image or outside the body"
     return (f"{row.file_name} — top finding {finding} ({100 * row.probability:.1f} %){warned} — model "
             f"{row.model} {row.model_version}")
 
@@ -227,13 +238,23 @@ def csv_text(rows: Iterable[BatchRow]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["file", "path", "predicted", "finding", "probability", *(f"p_{c}" for c in CLASSES),
-                "warnings", "warning_codes", "error", "pixel_sha256", "model_version"])
+                "warnings", "warning_codes", "outside_intended_use", "near_tie", "explanation_warning",
+                "attention_off_target", "attention_border", "attention_outside_body", "cautions", "error",
+                "pixel_sha256", "model_version"])
     for r in rows:
-        w.writerow([_cell(r.file_name), _cell(str(r.path)), r.predicted or "", CLASS_LABELS.get(r.predicted or "", ""),
+        a = r.assessment
+        att = (a.attention if a is not None else None) or {}
+        flag = (lambda v, a=a: "" if a is None else ("yes" if v else "no"))  # noqa: E731
+        w.writerow([_cell(r.file_name), _cell(str(r.path)), r.predicted or "",
+                    a.finding if a is not None else CLASS_LABELS.get(r.predicted or "", ""),
                     "" if r.probability is None else f"{r.probability:.6f}",
                     *("" if c not in r.probabilities else f"{r.probabilities[c]:.6f}" for c in CLASSES),
-                    _cell(" | ".join(r.warnings)), " ".join(r.warning_codes), _cell(r.error or ""), r.pixel_sha256,
-                    r.model_version])
+                    _cell(" | ".join(r.warnings)), " ".join(r.warning_codes),
+                    flag(a is not None and a.outside_intended_use), flag(a is not None and a.near_tie),
+                    flag(a is not None and a.explanation_warning),
+                    *(f"{att[k]:.4f}" if k in att else "" for k in ("off_target", "border", "outside_body")),
+                    _cell(" | ".join(m for _, m in a.cautions) if a is not None else ""), _cell(r.error or ""),
+                    r.pixel_sha256, r.model_version])
     return buf.getvalue()
 
 

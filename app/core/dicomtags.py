@@ -13,7 +13,7 @@ from app.core.paths import atomic_write_bytes
 
 TAGS = ("Modality", "BodyPartExamined", "ViewPosition", "PatientAge", "PatientBirthDate", "StudyDate",
         "SeriesDate", "AcquisitionDate", "ContentDate", "PatientID", "PhotometricInterpretation",
-        "SamplesPerPixel")
+        "SamplesPerPixel", "PatientName", "AccessionNumber")
 
 
 def tags(radiograph: Any) -> dict[str, str]:
@@ -36,6 +36,32 @@ def tags(radiograph: Any) -> dict[str, str]:
                 if v is not None and str(v).strip():
                     meta[t] = str(v).strip()
     return meta
+
+
+def person_name(value: str) -> str:
+    """A DICOM person name as people write it: "DOE^JANE^^DR" -> "DOE, JANE"; plain text as it is."""
+    parts = [p.strip() for p in str(value).split("=")[0].split("^")]
+    if len(parts) < 2:
+        return parts[0] if parts else ""
+    family, given = parts[0], " ".join(p for p in parts[1:3] if p)
+    return f"{family}, {given}" if given else family
+
+
+def identification(radiograph: Any) -> dict[str, str]:
+    """Who and which study a DICOM image belongs to, for the case header, the history and the PDF report
+    (patient_name, patient_id, patient_age, accession_number; '' when absent or for plain images).
+    These stay on the workstation: nothing of them leaves it."""
+    t = tags(radiograph) if getattr(radiograph, "format", "") == "DICOM" else {}
+    return {"patient_name": person_name(t.get("PatientName", "")), "patient_id": t.get("PatientID", ""),
+            "patient_age": t.get("PatientAge", ""), "accession_number": t.get("AccessionNumber", "")}
+
+
+def age_text(value: str) -> str:
+    """A DICOM age string as people read it: "045Y" -> "45 y", "011M" -> "11 months"."""
+    v = str(value).strip()
+    if len(v) == 4 and v[:3].isdigit() and v[3] in "DWMY":
+        return f"{int(v[:3])} {dict(D='days', W='weeks', M='months', Y='y')[v[3]]}"
+    return v
 
 
 def _key(folder: Path) -> bytes:

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from app.core import imaging, stats
-from app.core.dicomtags import patient_key
+from app.core.assessment import Assessment, assess, attention_from_json, attention_json
+from app.core.dicomtags import identification, patient_key
 from app.core.errors import AppError, DiskFullError
 from app.core.paths import atomic_write_bytes, data_dir
 from fl.classes import CLASSES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "history.sqlite"
 IMAGES_DIR = "images"
 
@@ -32,6 +33,10 @@ class HistoryError(AppError):
 
 class CaseNotFoundError(AppError):
     """No case with that id (it was deleted)."""
+
+
+class ReasonRequiredError(AppError):
+    """A case shown despite guardrail warnings cannot be labelled without a typed reason."""
 
 
 class CaseImageError(AppError):
@@ -60,6 +65,18 @@ class Case:
     image_file: str | None = None   # the stored downscaled grayscale copy (absolute path), if any
     patient_key: str = ""            # pseudonymous patient id (HMAC of DICOM PatientID, or "img-<pixel sha>")
     source_format: str = ""          # "PNG" | "JPEG" | "BMP" | "TIFF" | "DICOM"
+    attention: dict[str, float] | None = None  # fl.attention shares of the result's heatmap (None: not measured)
+    feedback_by: str | None = None   # who gave the image its live label
+    feedback_reason: str | None = None  # why a case with guardrail warnings was labelled anyway
+    patient_name: str = ""           # DICOM identification; it stays on this workstation
+    patient_id: str = ""
+    patient_age: str = ""
+    accession_number: str = ""
+
+    @property
+    def assessment(self) -> Assessment:
+        """Near tie, explanation warning and outside-the-intended-use mark of the stored result."""
+        return assess(self.probabilities, attention=self.attention, guardrails=self.warnings)
 
     @property
     def created_at(self) -> datetime:
@@ -102,12 +119,65 @@ def _run_all(conn: sqlite3.Connection, script: str) -> None:
             conn.execute(statement)
 
 
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """The explanation check, DICOM identification, who labelled, and one label per image (pixel SHA-256).
+
+    Every label already given goes into label_log (none is lost); where one image had different labels on
+    several cases, the newest is its live label on all of them and the older ones stay in the log as replaced.
+    """
+    for column in ("attention TEXT NOT NULL DEFAULT ''", "feedback_by TEXT", "feedback_reason TEXT",
+                   "patient_name TEXT NOT NULL DEFAULT ''", "patient_id TEXT NOT NULL DEFAULT ''",
+                   "patient_age TEXT NOT NULL DEFAULT ''", "accession_number TEXT NOT NULL DEFAULT ''"):
+        conn.execute(f"ALTER TABLE cases ADD COLUMN {column}")
+    _run_all(conn, """
+        CREATE TABLE label_log (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            pixel_sha256  TEXT NOT NULL,
+            label         TEXT,
+            note          TEXT,
+            reason        TEXT,
+            user          TEXT NOT NULL,
+            at            TEXT NOT NULL,
+            case_id       INTEGER,
+            replaced      TEXT
+        );
+        CREATE INDEX label_log_sha ON label_log (pixel_sha256, at)
+    """)
+    rows = conn.execute("SELECT id, pixel_sha256, feedback_label, feedback_note, user, feedback_at FROM cases "
+                        "WHERE feedback_label IS NOT NULL ORDER BY feedback_at, id").fetchall()
+    live: dict[str, tuple] = {}
+    for case_id, sha, label, note, user, at in rows:
+        before = live.get(sha)
+        conn.execute("INSERT INTO label_log (pixel_sha256, label, note, user, at, case_id, replaced) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (sha, label, note, user, at or _now(), case_id,
+                                                      before[0] if before and before[0] != label else None))
+        live[sha] = (label, note, at, user)
+    for sha, (label, note, at, user) in live.items():
+        conn.execute("UPDATE cases SET feedback_label = ?, feedback_note = ?, feedback_at = ?, feedback_by = ? "
+                     "WHERE pixel_sha256 = ?", (label, note, at, user, sha))
+
+
 # MIGRATIONS[v] upgrades a database at user_version v to v + 1; each runs in its own transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _v0_to_v1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _v0_to_v1, 1: _v1_to_v2}
+
+
+@dataclass(frozen=True)
+class LabelEvent:
+    """One labelling of an image: what, by whom, when, and the label it replaced."""
+
+    label: str | None        # None: the label was cleared
+    user: str
+    at: str
+    case_id: int | None
+    note: str | None = None
+    reason: str | None = None
+    replaced: str | None = None
+
 
 _COLUMNS = ("id", "created", "file_name", "file_path", "pixel_sha256", "thumbnail_png", "probabilities",
             "predicted", "model_name", "model_version", "user", "warnings", "feedback_label", "feedback_note",
-            "feedback_at", "image_file", "patient_key", "source_format")
+            "feedback_at", "image_file", "patient_key", "source_format", "attention", "feedback_by",
+            "feedback_reason", "patient_name", "patient_id", "patient_age", "accession_number")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM cases"
 
 
@@ -216,17 +286,20 @@ class HistoryStore:
         d["probabilities"] = json.loads(d["probabilities"])
         d["warnings"] = json.loads(d["warnings"])
         d["thumbnail_png"] = bytes(d["thumbnail_png"])
+        d["attention"] = attention_from_json(d["attention"])
         return Case(**d)
 
     # ------------------------------------------------------------------ cases
     def add(self, prediction: Any, *, file_path: str | os.PathLike | None, thumbnail_png: bytes | None = None,
             warnings: Iterable[Any] = (), created: datetime | None = None, user: str | None = None,
-            store_image: bool = True) -> Case:
+            store_image: bool = True, assessment: Assessment | None = None) -> Case:
         """Store a fl.inference.Prediction; returns the new Case.
 
         Makes the thumbnail (if not given) and, with `store_image`, a downscaled grayscale copy of the image
         in <data>/images/ so the case reopens with its heatmap even when the original file is gone.
-        `warnings` may be guardrail Warnings (their .message is stored) or strings.
+        `warnings` may be guardrail Warnings (their .message is stored) or strings; `assessment`
+        (app.core.assessment) brings the attention shares of the explanation check. An image that already has
+        a label (the same pixels, classified before) keeps it: the new case shows it.
         """
         rad = prediction.radiograph
         sha = rad.pixel_sha256()
@@ -253,12 +326,20 @@ class HistoryStore:
             "image_file": image_file,
             "patient_key": patient_key(rad, self.folder),
             "source_format": str(getattr(rad, "format", "")),
+            "attention": attention_json(assessment) if assessment is not None else "",
+            **identification(rad),
         }
         names = list(values)
 
         def insert(conn: sqlite3.Connection) -> int:
             cur = conn.execute(f"INSERT INTO cases ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
                                [values[n] for n in names])
+            conn.execute("UPDATE cases SET (feedback_label, feedback_note, feedback_at, feedback_by, feedback_reason)"
+                         " = (SELECT feedback_label, feedback_note, feedback_at, feedback_by, feedback_reason FROM "
+                         "cases WHERE pixel_sha256 = ? AND feedback_label IS NOT NULL AND id != ? LIMIT 1) "
+                         "WHERE id = ? AND EXISTS (SELECT 1 FROM cases WHERE pixel_sha256 = ? AND "
+                         "feedback_label IS NOT NULL AND id != ?)", (sha, cur.lastrowid, cur.lastrowid, sha,
+                                                                     cur.lastrowid))
             return cur.lastrowid
 
         try:
@@ -292,7 +373,7 @@ class HistoryStore:
         if text:
             like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             cols = ("file_name", "file_path", "pixel_sha256", "user", "model_name", "model_version", "predicted",
-                    "feedback_label", "feedback_note")
+                    "feedback_label", "feedback_note", "patient_name", "patient_id", "accession_number")
             where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in cols) + ")")
             args += [like] * len(cols)
         if predicted is not None:
@@ -324,7 +405,14 @@ class HistoryStore:
         """Delete a case; returns it (the UI then asks whether to remove the image from the labelled set
         with LabelledSet.remove(case.pixel_sha256)). The stored image copy goes when no case uses it."""
         case = self.get(case_id)
-        self._write(lambda conn: conn.execute("DELETE FROM cases WHERE id = ?", (case_id,)))
+
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM cases WHERE id = ?", (case_id,))
+            # The image's label log goes with its last case (nothing of a deleted image stays behind).
+            conn.execute("DELETE FROM label_log WHERE pixel_sha256 = ? AND NOT EXISTS (SELECT 1 FROM cases WHERE "
+                         "pixel_sha256 = ?)", (case.pixel_sha256, case.pixel_sha256))
+
+        self._write(delete)
         if case.image_file:
             with self._lock:
                 still = self._conn.execute("SELECT 1 FROM cases WHERE image_file = ? LIMIT 1",
@@ -334,17 +422,62 @@ class HistoryStore:
                     os.unlink(case.image_file)
         return case
 
-    def set_feedback(self, case_id: int, label: str | None, note: str | None = None) -> Case:
-        """Record the clinician's label (one of CLASSES; None clears the feedback) and optional note."""
+    def set_feedback(self, case_id: int, label: str | None, note: str | None = None, *, user: str | None = None,
+                     reason: str | None = None) -> Case:
+        """Give the case's image its label (one of CLASSES; None clears it), with an optional note.
+
+        One label per image: every case of the same pixels (SHA-256) carries it, and the label it replaces stays
+        in the image's label log with who and when (label_events). A case shown despite guardrail warnings needs
+        a typed `reason` (ReasonRequiredError otherwise): it is outside the intended use.
+        """
         if label is not None and label not in CLASSES:
             raise ValueError(f"label must be one of {CLASSES}, not {label!r}")
-        self.get(case_id)
+        case = self.get(case_id)
+        reason = (reason or "").strip() or None
+        if label is not None and case.warnings and reason is None:
+            raise ReasonRequiredError(
+                "This case was shown despite guardrail warnings (outside the intended use), so its label cannot "
+                "enter the local labelled set without a reason. Type why the label is right (e.g. \"confirmed "
+                "adult PA film, colour export of a PACS screenshot\"), or leave the case unlabelled.")
         at = _now() if label is not None else None
+        who = (user or _os_user()) if label is not None else None
         note = ((note or "").strip() or None) if label is not None else None
-        self._write(lambda conn: conn.execute(
-            "UPDATE cases SET feedback_label = ?, feedback_note = ?, feedback_at = ? WHERE id = ?",
-            (label, note, at, case_id)))
+        reason = reason if label is not None else None
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE cases SET feedback_label = ?, feedback_note = ?, feedback_at = ?, feedback_by = ?, "
+                         "feedback_reason = ? WHERE pixel_sha256 = ?", (label, note, at, who, reason,
+                                                                         case.pixel_sha256))
+            replaced = case.feedback_label if case.feedback_label != label else None
+            conn.execute("INSERT INTO label_log (pixel_sha256, label, note, reason, user, at, case_id, replaced) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (case.pixel_sha256, label, note, reason,
+                                                             who or user or _os_user(), at or _now(), case_id,
+                                                             replaced))
+
+        self._write(write)
         return self.get(case_id)
+
+    def label_events(self, pixel_sha256: str) -> list[LabelEvent]:
+        """Every labelling of this image, oldest first (the last one is the live label)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT label, user, at, case_id, note, reason, replaced FROM label_log "
+                                      "WHERE pixel_sha256 = ? ORDER BY at, id", (pixel_sha256,)).fetchall()
+        return [LabelEvent(*r) for r in rows]
+
+    def caution_counts(self, since: date | datetime | None = None) -> dict[str, int]:
+        """How many cases since `since` were outside the intended use, carried an explanation warning, or a near tie."""
+        args, where = [], ""
+        if (lo := _bound(since, end=False)) is not None:
+            where, args = " WHERE created >= ?", [lo]
+        with self._lock:
+            rows = self._conn.execute(f"SELECT probabilities, warnings, attention FROM cases{where}", args).fetchall()
+        out = {"outside_intended_use": 0, "explanation_warning": 0, "near_tie": 0}
+        for probs, warns, att in rows:
+            a = assess(json.loads(probs), attention=attention_from_json(att), guardrails=json.loads(warns))
+            out["outside_intended_use"] += a.outside_intended_use
+            out["explanation_warning"] += a.explanation_warning
+            out["near_tie"] += a.near_tie
+        return out
 
     def counts(self, period: str = "day", since: date | datetime | None = None, *,
                until: date | datetime | None = None, tz: tzinfo | None = None,

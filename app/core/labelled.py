@@ -26,7 +26,8 @@ from fl.classes import CLASSES
 from fl.formats import IMAGE_SUFFIXES
 
 MANIFEST = "manifest.csv"
-COLUMNS = ("filename", "patient_id", "label", "pixel_sha256", "case_id", "source_format", "added")
+COLUMNS = ("filename", "patient_id", "label", "pixel_sha256", "case_id", "source_format", "added", "labelled_by",
+           "labelled_at", "reason", "replaced")
 _OWN_FILE = re.compile(r"^[0-9a-f]{64}\.[a-z]+$")
 _LOCK = threading.RLock()  # one process-wide lock: every LabelledSet object may share a folder
 
@@ -37,13 +38,23 @@ EXPLANATION = (
 )
 
 
+def _who(case: Any, now: str) -> tuple[str, str, str]:
+    """(labelled_by, labelled_at, reason) of a case's label, from the history's record of it."""
+    return (str(getattr(case, "feedback_by", None) or getattr(case, "user", "") or ""),
+            str(getattr(case, "feedback_at", None) or now), str(getattr(case, "feedback_reason", None) or ""))
+
+
 class LabelledSetError(AppError):
     """An image could not be added to (or moved within) the local labelled set."""
 
 
 @dataclass(frozen=True)
 class LabelledEntry:
-    """One row of manifest.csv."""
+    """One row of manifest.csv: one image (keyed by its pixels' SHA-256), its one label, who gave it and when.
+
+    Manifests written before labelled_by ... replaced existed read with those fields empty (and are rewritten
+    with them at the next change); no label is lost.
+    """
 
     filename: str        # relative to the set's root, e.g. "Covid/<sha>.png"
     patient_id: str      # pseudonymous (HMAC of DICOM PatientID) or "img-<pixel sha>"
@@ -51,7 +62,11 @@ class LabelledEntry:
     pixel_sha256: str
     case_id: str
     source_format: str
-    added: str           # UTC ISO
+    added: str           # UTC ISO, when the image entered the set
+    labelled_by: str = ""  # who gave the current label
+    labelled_at: str = ""  # UTC ISO, when
+    reason: str = ""       # why a case with guardrail warnings was labelled anyway
+    replaced: str = ""     # the label this one replaced: "<class> by <user> at <UTC ISO>"
 
 
 class LabelledSet:
@@ -81,8 +96,34 @@ class LabelledSet:
             out[e.label] += 1
         return out
 
+    def patients(self) -> dict[str, int]:
+        """Number of distinct patients per class (an image without a DICOM PatientID is its own patient)."""
+        seen: dict[str, set[str]] = {c: set() for c in CLASSES}
+        for e in self.entries():
+            seen[e.label].add(e.patient_id)
+        return {c: len(v) for c, v in seen.items()}
+
+    def entry(self, pixel_sha256: str) -> LabelledEntry | None:
+        """The image's row (its one live label), or None."""
+        return self._read().get(pixel_sha256)
+
     def path_of(self, entry: LabelledEntry) -> Path:
         return self.root / entry.filename
+
+    def review(self) -> list[tuple[LabelledEntry, bytes | None]]:
+        """Every entry with a small PNG thumbnail of its image (None when the file cannot be read).
+        Reads every image: call it from a worker thread."""
+        from app.core.imaging import thumbnail_png
+        from fl.preprocess import read_image
+
+        out = []
+        for e in self.entries():
+            try:
+                thumb = thumbnail_png(read_image(self.path_of(e)).pixels)
+            except Exception:  # noqa: BLE001 - a damaged copy still gets its row, to be removed
+                thumb = None
+            out.append((e, thumb))
+        return out
 
     # ------------------------------------------------------------------ changes
     def add(self, case: Any, source_path: str | os.PathLike | None = None) -> Path:
@@ -95,6 +136,10 @@ class LabelledSet:
         label = getattr(case, "feedback_label", None)
         if label not in CLASSES:
             raise ValueError("the case has no confirmed or corrected label; record the feedback first")
+        if getattr(case, "warnings", None) and not (getattr(case, "feedback_reason", None) or "").strip():
+            raise LabelledSetError(
+                f"Case {case.id} ({case.file_name}) was shown despite guardrail warnings (outside the intended use); "
+                "it enters the local labelled set only with a typed reason. Give the reason with the label.")
         sha = case.pixel_sha256
         with _LOCK:
             entries = self._reconcile()
@@ -107,9 +152,9 @@ class LabelledSet:
                 suffix = ".png"
             rel = f"{label}/{sha}{suffix}"
             self._copy(src, self.root / rel)
+            now = datetime.now(UTC).isoformat(timespec="seconds")
             entries[sha] = LabelledEntry(rel, case.patient_key or f"img-{sha}", label, sha, str(case.id),
-                                         getattr(case, "source_format", "") or fmt,
-                                         datetime.now(UTC).isoformat(timespec="seconds"))
+                                         getattr(case, "source_format", "") or fmt, now, *_who(case, now))
             self._write(entries)
             return self.root / rel
 
@@ -127,10 +172,17 @@ class LabelledSet:
 
     # ------------------------------------------------------------------ internals
     def _relabel(self, entries: dict[str, LabelledEntry], old: LabelledEntry, label: str, case: Any) -> Path:
+        by, at, reason = _who(case, datetime.now(UTC).isoformat(timespec="seconds"))
         if old.label == label:
+            if (by, reason) != (old.labelled_by, old.reason) and by:  # confirmed again by someone: say who
+                entries[old.pixel_sha256] = LabelledEntry(**{**asdict(old), "labelled_by": by, "labelled_at": at,
+                                                             "reason": reason, "case_id": str(case.id)})
+                self._write(entries)
             return self.root / old.filename
+        replaced = f"{old.label} by {old.labelled_by or 'unknown'} at {old.labelled_at or old.added or 'unknown'}"
         new = LabelledEntry(**{**asdict(old), "label": label, "filename": f"{label}/{Path(old.filename).name}",
-                               "case_id": str(case.id)})
+                               "case_id": str(case.id), "labelled_by": by, "labelled_at": at, "reason": reason,
+                               "replaced": replaced})
         entries[old.pixel_sha256] = new
         self._write(entries)  # the manifest first: a crash before the move is rolled forward by _reconcile
         target = self.root / new.filename
@@ -203,7 +255,7 @@ class LabelledSet:
             for f in sorted((self.root / label).glob("*")) if (self.root / label).is_dir() else ():
                 if _OWN_FILE.match(f.name):
                     sha = f.name.split(".")[0]
-                    out[sha] = LabelledEntry(f"{label}/{f.name}", f"img-{sha}", label, sha, "", "", "")
+                    out[sha] = LabelledEntry(f"{label}/{f.name}", f"img-{sha}", label, sha, "", "", "")  # no who/when
         return out
 
     def _write(self, entries: dict[str, LabelledEntry]) -> None:
@@ -249,3 +301,14 @@ class LabelledSet:
         if changed:
             self._write(entries)
         return entries
+
+
+def remove_label(labelled: LabelledSet, history: Any, pixel_sha256: str, *, user: str | None = None) -> bool:
+    """Take an image out of the labelled set and clear its label in the history (logged there with who and
+    when), so the history never shows a label the set no longer has. False when the image was not in the set."""
+    removed = labelled.remove(pixel_sha256)
+    if history is not None:
+        cases = history.find_by_sha(pixel_sha256)
+        if cases and cases[0].feedback_label is not None:
+            history.set_feedback(cases[0].id, None, user=user)
+    return removed

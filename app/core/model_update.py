@@ -108,41 +108,64 @@ def fetch_release(enrollment: Enrollment, *, store: SecretStore | None = None) -
 
 
 def download(enrollment: Enrollment, release: Release, folder: Path, *, store: SecretStore | None = None) -> Path:
-    """Download the release into `folder` as a model folder (signed card + weights), hashing the file as it
-    arrives; returns `folder`. The file must have the signed size and SHA-256 (the signed card records the same)."""
-    from fl.modelfile import ModelFileError, read_card, write_model_folder
+    """Download the release into `folder` as a model folder (signed card + weights, and the LiteRT artefact when
+    the signed card records one), hashing each file as it arrives; returns `folder`. Each file must have the size
+    and SHA-256 the signed manifest and card give."""
+    from fl.modelfile import INFERENCE_FILE, ModelFileError, check_inference, read_card, write_model_folder
 
     folder.mkdir(parents=True, exist_ok=True)
     part = folder / ".weights.part"
-    response = _get(enrollment, f"/api/v1/models/{release.version}/file", store, stream=True)
-    with response:
-        if response.status_code != 200:
-            raise ModelUpdateError(f"The central did not send the model file ({detail(response)}). {KEEP}")
-        digest, size = hashlib.sha256(), 0
-        try:
-            with open(part, "wb") as fh:
-                for chunk in response.iter_content(1 << 20):
-                    size += len(chunk)
-                    if size > release.file_size:
-                        break  # longer than the signed size: altered; stop reading
-                    digest.update(chunk)
-                    fh.write(chunk)
-        except requests.RequestException as exc:
-            raise ModelUpdateError(f"The download of the model was interrupted ({type(exc).__name__}). {KEEP} "
-                                   "Try again.") from exc  # fmt: skip
-    if size != release.file_size or digest.hexdigest() != release.file_sha256:
-        got = f"{size} bytes" if size != release.file_size else f"SHA-256 {digest.hexdigest()[:12]}…"
-        raise ModelUpdateError(
-            f"The downloaded model file does not match the signed release ({got} instead of "
-            f"{release.file_size} bytes with SHA-256 {release.file_sha256[:12]}…): it was altered or damaged. "
-            f"It is not installed. {KEEP} Tell IT."
-        )
-    try:  # the file was hashed as it arrived: it moves into the folder without a second pass
-        write_model_folder(folder, card=release.card, weights=part, how="move", sha256=digest.hexdigest())
+    digest = _fetch(enrollment, f"/api/v1/models/{release.version}/file", part, release.file_size,
+                    release.file_sha256, "model file", store)  # fmt: skip
+    record = release.card.get("inference") or None
+    extras: list[Path] = []
+    if record:  # signed with the card: the artefact must be exactly the one the central made
+        art = folder / ".litert" / INFERENCE_FILE
+        art.parent.mkdir(exist_ok=True)
+        _fetch(enrollment, f"/api/v1/models/{release.version}/litert", art, int(record.get("bytes") or 0),
+               str(record.get("sha256")), "LiteRT artefact", store)  # fmt: skip
+        extras.append(art)
+
+    def check(new: Path) -> None:
+        if record:
+            check_inference(new, record, release.file_sha256)
+
+    try:  # each file was hashed as it arrived: it moves (or is copied once) into the folder without a second pass
+        write_model_folder(folder, card=release.card, weights=part, how="move", sha256=digest, extras=extras,
+                           check=check)  # fmt: skip
         read_card(folder)  # the signed card describes a model FedXray can use (classes, weights entry)
     except (ModelFileError, OSError) as exc:
         raise ModelUpdateError(f"The released model is not usable: {exc}. It is not installed. {KEEP}") from exc
     return folder
+
+
+def _fetch(enrollment: Enrollment, path: str, dest: Path, size: int, sha256: str, what: str,
+           store: SecretStore | None) -> str:  # fmt: skip
+    """Stream `path` into `dest`, refusing it unless it has exactly `size` bytes and `sha256`; returns the hash."""
+    response = _get(enrollment, path, store, stream=True)
+    with response:
+        if response.status_code != 200:
+            raise ModelUpdateError(f"The central did not send the {what} ({detail(response)}). {KEEP}")
+        digest, got = hashlib.sha256(), 0
+        try:
+            with open(dest, "wb") as fh:
+                for chunk in response.iter_content(1 << 20):
+                    got += len(chunk)
+                    if got > size:
+                        break  # longer than the signed size: altered; stop reading
+                    digest.update(chunk)
+                    fh.write(chunk)
+        except requests.RequestException as exc:
+            raise ModelUpdateError(f"The download of the {what} was interrupted ({type(exc).__name__}). {KEEP} "
+                                   "Try again.") from exc  # fmt: skip
+    if got != size or digest.hexdigest() != sha256:
+        found = f"{got} bytes" if got != size else f"SHA-256 {digest.hexdigest()[:12]}…"
+        raise ModelUpdateError(
+            f"The downloaded {what} does not match the signed release ({found} instead of "
+            f"{size} bytes with SHA-256 {sha256[:12]}…): it was altered or damaged. "
+            f"It is not installed. {KEEP} Tell IT."
+        )
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- local comparison

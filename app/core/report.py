@@ -14,6 +14,8 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from app.core import imaging
+from app.core.assessment import EXPLANATION_THRESHOLD
+from app.core.dicomtags import age_text
 from app.core.paths import atomic_write_bytes
 from fl.classes import CLASS_LABELS, CLASSES
 from fl.modelfile import INTENDED_USE  # the one intended-use statement (app, reports, CLI, README)
@@ -95,23 +97,44 @@ def _build_pdf(*, case, image_gray, overlay_rgb, card, explained_class, compress
         story += [boxed(P("DEMONSTRATION MODEL: this model is for demonstration and testing only; its results "
                           "must not be used for any patient.", banner), "#a3261b", "#a3261b"), Spacer(1, 6)]
 
+    assessment = case.assessment
+    ident = [(k, v) for k, v in (("Patient", getattr(case, "patient_name", "")),
+                                  ("Patient ID", getattr(case, "patient_id", "")),
+                                  ("Age", age_text(getattr(case, "patient_age", "") or "")),
+                                  ("Accession number", getattr(case, "accession_number", ""))) if v]
     story += [P("Case", h2), kv_table([
+        *ident,
         ("File", case.file_name),
         ("Classified", _local_time(case.created)),
         ("User", case.user),
         ("Model", f"{model_name} {model_version}"),
+        ("Main limitation", getattr(card, "main_limitation", "") or "see the model card below"),
         ("Case number", str(case.id)),
         ("Image SHA-256", case.pixel_sha256),
     ])]
+    if assessment.outside_intended_use:
+        story += [Spacer(1, 6), boxed(P("OUTSIDE THE INTENDED USE: this result was shown despite the guardrail "
+                                        "warnings below; the image may not be an adult frontal chest radiograph. "
+                                        "Do not rely on it.", banner), "#a3261b", "#a3261b")]
     if case.warnings:
-        story += [P("Warnings", h2)]
+        story += [P("Guardrail warnings", h2)]
         story += [boxed(Paragraph("<br/>".join("• " + escape(w) for w in case.warnings), warn_style),
                         "#fff4d6", "#d9a520")]
 
-    # Result: top finding and a probability table with bars.
+    # Result: top finding (or the near tie) and a probability table with bars.
     top = case.predicted
-    story += [P("Result", h2), Paragraph(f"Most probable finding: <b>{escape(_label(top))}</b> "
-                                         f"({case.probabilities.get(top, 0.0):.1%})", body), Spacer(1, 3)]
+    if assessment.near_tie:
+        headline = (f"Uncertain result (near tie): <b>{escape(assessment.finding)}</b> "
+                    f"({case.probabilities.get(top, 0.0):.1%} vs "
+                    f"{case.probabilities.get(assessment.runner_up, 0.0):.1%})")
+    else:
+        headline = (f"Most probable finding: <b>{escape(_label(top))}</b> "
+                    f"({case.probabilities.get(top, 0.0):.1%})")
+    story += [P("Result", h2), Paragraph(headline, body), Spacer(1, 3)]
+    others = [m for code, m in assessment.cautions if code != "outside_intended_use"]
+    if others:
+        story += [boxed(Paragraph("<br/>".join("• " + escape(m) for m in others), warn_style), "#fff4d6",
+                        "#d9a520"), Spacer(1, 3)]
     bar_w = width - 95 * mm
     rows = [[P("Finding", small), P("Probability", small), P("", small)]]
     for c in CLASSES:
@@ -133,15 +156,24 @@ def _build_pdf(*, case, image_gray, overlay_rgb, card, explained_class, compress
     caps = [P("Image as displayed", small),
             P(f"GradCAM overlay for {_label(explained_class)}: regions that most influenced this score. "
               "It is not a lesion outline.", small)]
-    it = Table([imgs, caps], colWidths=[col + 3 * mm, col + 3 * mm])
+    it = Table([imgs, caps, [P("", small), colour_scale(col)]], colWidths=[col + 3 * mm, col + 3 * mm])
     it.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("ALIGN", (0, 0), (-1, 0), "CENTER")]))
     story += [P("Images", h2), it]
+    att = assessment.attention
+    if att is not None:
+        story += [P(f"Explanation check: {att.get('off_target', 0):.0%} of the heatmap's attention lies at the image "
+                    f"border or outside the body (border {att.get('border', 0):.0%}, outside the body "
+                    f"{att.get('outside_body', 0):.0%}); a warning is given above {EXPLANATION_THRESHOLD:.0%}.",
+                    small)]
 
     if case.feedback_label:
-        story += [P("Clinician feedback", h2), kv_table([
-            ("Label", _label(case.feedback_label) + (" (confirmed)" if case.feedback_label == case.predicted
-                                                     else " (corrected)")),
-            ("Note", case.feedback_note or ""), ("Recorded", _local_time(case.feedback_at))])]
+        rows_fb = [("Label", _label(case.feedback_label) + (" (confirmed)" if case.feedback_label == case.predicted
+                                                            else " (corrected)")),
+                   ("Labelled by", getattr(case, "feedback_by", None) or "unknown"),
+                   ("Note", case.feedback_note or ""), ("Recorded", _local_time(case.feedback_at))]
+        if getattr(case, "feedback_reason", None):
+            rows_fb.append(("Reason (outside the intended use)", case.feedback_reason))
+        story += [P("Clinician feedback", h2), kv_table(rows_fb)]
 
     story += [P("Model", h2), kv_table(_card_rows(card, model_name, model_version))]
 
@@ -149,8 +181,8 @@ def _build_pdf(*, case, image_gray, overlay_rgb, card, explained_class, compress
         canvas.saveState()
         canvas.setFont("Helvetica", 7.5)
         canvas.setFillColor(colors.HexColor("#444444"))
-        canvas.drawString(18 * mm, A4[1] - 11 * mm, f"FedXray report · {case.file_name[:70]} · "
-                                                    f"{model_name} {model_version}")
+        name = case.file_name if len(case.file_name) <= 48 else case.file_name[:47] + "…"
+        canvas.drawString(18 * mm, A4[1] - 11 * mm, f"FedXray report · {name} · {model_name} {model_version}")
         canvas.drawRightString(A4[0] - 18 * mm, A4[1] - 11 * mm, f"Page {doc.page}")
         canvas.setFont("Helvetica-Bold", 7.5)
         canvas.setFillColor(colors.HexColor("#1f3b57"))
@@ -168,6 +200,26 @@ def _build_pdf(*, case, image_gray, overlay_rgb, card, explained_class, compress
     return buf.getvalue()
 
 
+def colour_scale(width: float) -> Any:
+    """The heatmap's colour bar with its numbers (attention as a share of the map's peak), as a reportlab Drawing."""
+    from reportlab.graphics.shapes import Drawing, Rect, String
+    from reportlab.lib import colors
+
+    from fl.gradcam import LEGEND_TICKS, TRANSPARENT_BELOW, colorize
+
+    steps, bar_h = 64, 7
+    d = Drawing(width, bar_h + 22)
+    for i, rgb in enumerate(colorize(np.linspace(0.0, 1.0, steps)[None])[0]):
+        d.add(Rect(width * i / steps, 14, width / steps + 0.3, bar_h, strokeColor=None,
+                   fillColor=colors.Color(*(rgb / 255.0))))
+    for t in LEGEND_TICKS:
+        anchor = "start" if t == 0 else "end" if t == 1 else "middle"
+        d.add(String(width * t, 6, f"{t:g}", fontSize=6.5, textAnchor=anchor, fillColor=colors.HexColor("#444444")))
+    d.add(String(0, -2, f"attention, share of the map's peak; below {TRANSPARENT_BELOW:g} not drawn", fontSize=6,
+                 fillColor=colors.HexColor("#666666")))
+    return d
+
+
 def _card_rows(card: Any, name: str, version: str) -> list[tuple[str, str]]:
     if card is None:
         return [("Name", name), ("Version", version), ("Card", "the model card was not available")]
@@ -175,6 +227,8 @@ def _card_rows(card: Any, name: str, version: str) -> list[tuple[str, str]]:
             ("Created", str(getattr(card, "created", ""))),
             ("Architecture", f"{getattr(card, 'arch', '')}, {getattr(card, 'input_size', '')} px input"),
             ("Demonstration model", "yes — not for patient care" if getattr(card, "demo", False) else "no")]
+    if getattr(card, "main_limitation", ""):
+        rows.append(("Main limitation", card.main_limitation))
     if getattr(card, "description", ""):
         rows.append(("Description", card.description))
     metrics = getattr(card, "metrics", None) or {}

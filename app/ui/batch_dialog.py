@@ -23,13 +23,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui.history_view import caution_text
 from app.ui.notify import Notifier
 from app.ui.style import CLASS_COLOURS
 from app.ui.workers import TaskRunner, Worker
 from fl.classes import CLASS_LABELS, CLASSES
 
 SHORT = {"Covid": "COVID-19", "Normal": "Normal", "Pneumonia-Bacterial": "Bacterial", "Pneumonia-Viral": "Viral"}
-COLUMNS = ("File", "Finding", "Probability", *(SHORT[c] for c in CLASSES), "Warnings / error")
+COLUMNS = ("File", "Finding", "Probability", "Cautions", *(SHORT[c] for c in CLASSES), "Warnings / error")
+FIRST_CLASS_COLUMN = 4
 
 
 _WARM: set = set()  # (service, model folder) whose batch graph is built
@@ -77,15 +79,15 @@ class BatchDialog(QDialog):
         self.progress = QProgressBar()
         self.progress.setFormat("%v of %m images")
         self.progress.setValue(0)
-        self.status = QLabel("Choose a folder and press Start. Heatmaps are not computed in a batch; open a "
-                             "row to see its heatmap.")
+        self.status = QLabel("Choose a folder and press Start. Every result is checked for where the model "
+                             "looked (explanation warning) and for near ties; open a row to see its heatmap.")
         self.status.setObjectName("hint")
         self.status.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("batchTable")
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         for i, c in enumerate(CLASSES):
-            self.table.horizontalHeaderItem(3 + i).setToolTip(f"Probability of {CLASS_LABELS[c]}")
+            self.table.horizontalHeaderItem(FIRST_CLASS_COLUMN + i).setToolTip(f"Probability of {CLASS_LABELS[c]}")
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setAlternatingRowColors(True)
@@ -95,6 +97,8 @@ class BatchDialog(QDialog):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         self.table.setColumnWidth(0, 300)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
+        self.table.setColumnWidth(1, 190)
         self.table.setWordWrap(False)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
@@ -217,20 +221,30 @@ class BatchDialog(QDialog):
         for i, r in enumerate(self.rows):
             cells = [SortItem(r.file_name, r.file_name.lower())]
             if r.error:
-                cells += [SortItem("—", ""), SortItem("", -1.0)] + [SortItem("", -1.0) for _ in CLASSES]
+                cells += [SortItem("—", ""), SortItem("", -1.0), SortItem("", 0)]
+                cells += [SortItem("", -1.0) for _ in CLASSES]
                 cells.append(SortItem(r.error, r.error))
                 cells[-1].setForeground(QColor("#a12a1f"))
             else:
-                cells.append(SortItem(CLASS_LABELS[r.predicted], r.predicted))
-                cells[-1].setForeground(QColor(CLASS_COLOURS[r.predicted]))
+                a = r.assessment
+                finding = a.finding[:1].upper() + a.finding[1:] if a is not None else CLASS_LABELS[r.predicted]
+                cells.append(SortItem(finding, r.predicted))
+                cells[-1].setForeground(QColor("#7a4d00" if a is not None and a.near_tie
+                                               else CLASS_COLOURS[r.predicted]))
                 cells.append(SortItem(f"{100 * r.probability:.1f} %", r.probability))
+                marks = caution_text(a) if a is not None else ""
+                cells.append(SortItem(marks, len(marks)))
+                cells[-1].setToolTip("\n".join(m for _, m in a.cautions) if a is not None else "")
+                if a is not None and a.outside_intended_use:
+                    cells[-1].setForeground(QColor("#a3261b"))
                 cells += [SortItem(f"{100 * r.probabilities[c]:.1f} %", r.probabilities[c]) for c in CLASSES]
                 cells.append(SortItem("⚠ " + " ".join(r.warnings) if r.warnings else "", len(r.warnings)))
             cells[0].setToolTip(str(r.path))
+            cells[1].setToolTip(cells[1].text())
             cells[-1].setToolTip(cells[-1].text())
             cells[0].setData(Qt.ItemDataRole.UserRole, str(r.path))
             for j, item in enumerate(cells):
-                if 2 <= j < 3 + len(CLASSES):
+                if j == 2 or FIRST_CLASS_COLUMN <= j < FIRST_CLASS_COLUMN + len(CLASSES):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(i, j, item)
         self.table.setSortingEnabled(True)

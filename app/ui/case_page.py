@@ -5,7 +5,16 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.ui.banners import GuardrailBanner
 from app.ui.case_view import CaseView
@@ -27,6 +36,11 @@ class CasePage(QWidget):
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.meta = QLabel()
         self.meta.setObjectName("hint")
+        # Long names and DICOM details are cut rather than widen the window: the header keeps its width while
+        # there is room, the details line takes what is left.
+        self.header.setMinimumWidth(40)
+        self.meta.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.meta.setMinimumWidth(40)
         head = QFrame()
         head.setObjectName("caseHead")
         hl = QHBoxLayout(head)
@@ -79,14 +93,21 @@ class CasePage(QWidget):
         self.header.setText(html.escape(doc.name))
         parts = []
         rad = doc.radiograph
+        res = doc.result
+        ident = identification_text(getattr(rad, "meta", None) or {}) if rad is not None else ""
+        if not ident and res is not None and res.identification:
+            ident = identification_text(res.identification)
+        if ident:
+            self.header.setText(f"{html.escape(ident)}&nbsp;&nbsp;<span style='font-weight:400'>"
+                                f"{html.escape(doc.name)}</span>")
+        self.header.setToolTip(f"{ident}  {doc.name}".strip())
         if rad is not None:
             parts.append(rad.format)
             meta = getattr(rad, "meta", {}) or {}
-            for key in ("Modality", "BodyPartExamined", "ViewPosition", "PatientAge", "PatientSex", "StudyDate"):
+            for key in ("Modality", "BodyPartExamined", "ViewPosition", "PatientSex", "StudyDate"):
                 if meta.get(key):
                     parts.append(f"{key_label(key)} {tag_value(key, meta[key])}".strip())
             parts.append(f"{rad.pixels.shape[1]} × {rad.pixels.shape[0]} px")
-        res = doc.result
         if res is not None and res.from_history:
             parts.append(f"from history, classified {res.created[:16].replace('T', ' ')} UTC")
         self.meta.setText("  ·  ".join(parts))
@@ -95,6 +116,20 @@ class CasePage(QWidget):
     def _on_warnings(self) -> None:
         doc = self.document
         self.banner.show_warnings(doc.warnings, held_back=not doc.result_allowed)
+
+
+def identification_text(values: dict) -> str:
+    """"DOE, JANE · ID 12345 · 45 y · Acc. A-778": the DICOM identification as radiology software shows it
+    (from Radiograph.meta tag names or app.core.dicomtags.identification keys); '' when there is none."""
+    from app.core.dicomtags import age_text, person_name
+
+    get = lambda *keys: next((str(values[k]).strip() for k in keys if values.get(k)), "")  # noqa: E731
+    name, pid = person_name(get("PatientName", "patient_name")), get("PatientID", "patient_id")
+    age, acc = age_text(get("PatientAge", "patient_age")), get("AccessionNumber", "accession_number")
+    if age in ("0 y",):  # an anonymised placeholder, not an age
+        age = ""
+    parts = [name, f"ID {pid}" if pid else "", f"age {age}" if age else "", f"Acc. {acc}" if acc else ""]
+    return " · ".join(p for p in parts if p)
 
 
 def tag_value(key: str, value: str) -> str:

@@ -195,6 +195,7 @@ class CaseController(QObject):
         if c is None or self._warnings is None or not doc.result_allowed:
             self._update_state()
             return
+        c.result.guardrails = tuple(getattr(w, "message", w) for w in self._warnings)  # shown anyway: outside the use
         doc.set_result(c.result, c.prediction)
         doc.set_heat(c.prediction.class_index, c.heat, None, c.heat_image)
         doc.set_state("result")
@@ -204,7 +205,7 @@ class CaseController(QObject):
             return
         self._saving = True
         self.runner.start("Saving the case in the history", tasks.store_case, self.history, c.prediction,
-                          self._opened, on_result=lambda case: self._on_stored(gen, case),
+                          self._opened, c.result.assessment, on_result=lambda case: self._on_stored(gen, case),
                           on_finished=self._stored_done)
 
     def cancel(self) -> bool:
@@ -237,7 +238,11 @@ class CaseController(QObject):
         if gen != self._generation or self.document.result is None:
             return
         self.case = case
-        self.document.result.case_id, self.document.result.created = case.id, case.created
+        res = self.document.result
+        res.case_id, res.created = case.id, case.created
+        # An image labelled before (the same pixels) shows the label it already has.
+        res.feedback_label, res.feedback_note = case.feedback_label, case.feedback_note
+        res.feedback_by, res.feedback_at, res.feedback_reason = case.feedback_by, case.feedback_at, case.feedback_reason
         self.document.caseStored.emit()
 
     # ---- reopen from the history
@@ -283,13 +288,13 @@ class CaseController(QObject):
         self.document.set_heat(idx, heat, None, image)
 
     # ---- feedback
-    def save_feedback(self, label: str, note: str) -> None:
+    def save_feedback(self, label: str, note: str, reason: str = "") -> None:
         if self.case is None or self.history is None:
             self.notifier.error("This case is not in the history, so its label cannot be saved.")
             return
         path = self._opened.path if self._opened is not None and self._opened.path.is_file() else None
         self.runner.start("Saving your label", tasks.save_feedback, self.history, self.labelled, self.case.id,
-                          label, note, path, on_result=self._on_feedback)
+                          label, note, path, reason, on_result=self._on_feedback)
 
     def _on_feedback(self, value) -> None:
         case, stored = value
@@ -298,6 +303,8 @@ class CaseController(QObject):
             res = self.document.result
             if res is not None:
                 res.feedback_label, res.feedback_note = case.feedback_label, case.feedback_note
+                res.feedback_by, res.feedback_at = case.feedback_by, case.feedback_at
+                res.feedback_reason = case.feedback_reason
         where = f" ({stored})" if stored else ""
         self.notifier.info(f"Label saved: {case.file_name} is in the local labelled set{where}.")
         self.feedbackSaved.emit(case)

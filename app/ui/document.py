@@ -29,6 +29,20 @@ class Result:
     from_history: bool = False
     created: str = ""
     notes: list[str] = field(default_factory=list)
+    attention: dict | None = None  # fl.attention shares of the predicted class's heatmap (explanation check)
+    guardrails: tuple = ()  # the guardrail warnings' messages it was shown with ("Show result anyway")
+    feedback_by: str | None = None
+    feedback_at: str | None = None
+    feedback_reason: str | None = None
+    limitation: str = ""  # the model card's main limitation, shown next to the model name
+    identification: dict = field(default_factory=dict)  # DICOM patient name, ID, age, accession (history)
+
+    @property
+    def assessment(self):
+        """app.core.assessment.Assessment: near tie, explanation warning, outside the intended use."""
+        from app.core.assessment import assess
+
+        return assess(self.probabilities, attention=self.attention, guardrails=self.guardrails)
 
 
 class CaseDocument(QObject):

@@ -24,7 +24,23 @@ from app.ui.style import CLASS_COLOURS
 from fl.classes import CLASS_LABELS, CLASSES
 
 THUMB = 56
-COLUMNS = ("", "Date and time", "File", "Finding", "Probability", "Model", "Clinician label", "Warnings", "User")
+COLUMNS = ("", "Date and time", "Patient", "File", "Finding", "Probability", "Model", "Clinician label", "Cautions",
+           "User")
+FILE_COLUMN, FINDING_COLUMN, CAUTIONS_COLUMN = 3, 4, 8
+
+
+def caution_text(a) -> str:
+    """The short marks of an app.core.assessment.Assessment for a table cell."""
+    marks = (["outside intended use"] if a.outside_intended_use else []) + \
+        (["⚠ explanation"] if a.explanation_warning else []) + (["≈ near tie"] if a.near_tie else [])
+    return " · ".join(marks)
+
+
+def patient_text(case) -> str:
+    from app.ui.case_page import identification_text
+
+    return identification_text({"patient_name": case.patient_name, "patient_id": case.patient_id,
+                                "accession_number": case.accession_number})
 PERIODS = {"All time": None, "Today": 0, "Last 7 days": 6, "Last 30 days": 29, "Last 12 months": 364}
 
 
@@ -79,26 +95,40 @@ class HistoryModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DecorationRole and col == 0:
             return self._thumb(case)
         if role == Qt.ItemDataRole.DisplayRole:
+            a = case.assessment
+            label = CLASS_LABELS.get(case.feedback_label, case.feedback_label or "—")
+            if case.feedback_label:
+                label += (" ✔" if case.feedback_label == case.predicted else "") + (
+                    f" ({case.feedback_by})" if case.feedback_by else "")
             return [
-                None, local_time(case.created), case.file_name, CLASS_LABELS.get(case.predicted, case.predicted),
-                f"{100 * prob:.1f} %", f"{case.model_name} {case.model_version}",
-                CLASS_LABELS.get(case.feedback_label, case.feedback_label or "—")
-                + (" ✔" if case.feedback_label == case.predicted else ""),
-                f"⚠ {len(case.warnings)}" if case.warnings else "", case.user,
+                None, local_time(case.created), patient_text(case), case.file_name,
+                a.finding[:1].upper() + a.finding[1:], f"{100 * prob:.1f} %", f"{case.model_name} {case.model_version}",
+                label, caution_text(a), case.user,
             ][col]
         if role == Qt.ItemDataRole.UserRole:  # sort key
-            return [case.created, case.created, case.file_name.lower(), case.predicted, prob, case.model_version,
-                    case.feedback_label or "", len(case.warnings), case.user][col]
-        if role == Qt.ItemDataRole.ForegroundRole and col == 3:
+            a = case.assessment
+            return [case.created, case.created, patient_text(case).lower(), case.file_name.lower(), case.predicted,
+                    prob, case.model_version, case.feedback_label or "",
+                    2 * a.outside_intended_use + a.explanation_warning + a.near_tie, case.user][col]
+        if role == Qt.ItemDataRole.ForegroundRole and col == FINDING_COLUMN:
+            if case.assessment.near_tie:
+                return QColor("#7a4d00")
             return QColor(CLASS_COLOURS.get(case.predicted, "#1d2935"))
+        if role == Qt.ItemDataRole.ForegroundRole and col == CAUTIONS_COLUMN and case.warnings:
+            return QColor("#a3261b")
         if role == Qt.ItemDataRole.ToolTipRole:
-            if col == 7 and case.warnings:
-                return "\n".join(case.warnings)
-            if col == 6 and case.feedback_note:
-                return case.feedback_note
-            if col == 2:
+            if col == CAUTIONS_COLUMN:
+                lines = [m for _, m in case.assessment.cautions] + [f"Guardrail: {w}" for w in case.warnings]
+                return "\n".join(lines) or None
+            if col == 7 and case.feedback_label:
+                when = local_time(case.feedback_at) if case.feedback_at else ""
+                parts = [f"Labelled by {case.feedback_by or 'unknown'} {when}".strip()]
+                parts += [f"Note: {case.feedback_note}"] if case.feedback_note else []
+                parts += [f"Reason (outside the intended use): {case.feedback_reason}"] if case.feedback_reason else []
+                return "\n".join(parts)
+            if col == FILE_COLUMN:
                 return case.file_path or case.file_name
-        if role == Qt.ItemDataRole.TextAlignmentRole and col == 4:
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == 5:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
@@ -117,7 +147,8 @@ class HistoryView(QWidget):
         self.store = None
         self.search = QLineEdit()
         self.search.setObjectName("historySearch")
-        self.search.setPlaceholderText("Search file name, finding, model, label or note…  (Ctrl+F)")
+        self.search.setPlaceholderText("Search patient, ID, accession, file name, finding, model, label or note…  "
+                                       "(Ctrl+F)")
         self.search.setClearButtonEnabled(True)
         self.finding = QComboBox()
         self.finding.addItem("All findings", None)
@@ -149,7 +180,11 @@ class HistoryView(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(THUMB + 8)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        # Long texts get fixed, adjustable widths (wrapped on two lines); the table then fits the window.
+        for col, width in ((2, 170), (FILE_COLUMN, 200), (FINDING_COLUMN, 170), (6, 150), (CAUTIONS_COLUMN, 170)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+            self.table.setColumnWidth(col, width)
+        header.setStretchLastSection(True)
         header.setHighlightSections(False)
         self.table.setColumnWidth(0, THUMB + 12)
 

@@ -31,6 +31,7 @@ from app.ui.federation_model import FederationModel
 from app.ui.federation_page import FederationPage
 from app.ui.history_view import HistoryView
 from app.ui.icons import app_icon
+from app.ui.labelled_view import LabelledView
 from app.ui.notify import ERROR, Message, Notifier
 from app.ui.stats_view import StatsView
 from app.ui.workers import TaskRunner
@@ -95,6 +96,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.case_page, "Case")
         self.tabs.addTab(self.history_view, "History")
         self.tabs.addTab(self.stats_view, "Statistics")
+        self.labelled_view = LabelledView()
+        self.tabs.addTab(self.labelled_view, "Labelled set")
         self.federation_page = FederationPage(self.federation)
         self.tabs.addTab(self.federation_page, "Federation")
         self.intended_use = IntendedUseBar()
@@ -143,6 +146,7 @@ class MainWindow(QMainWindow):
         self.case_page.result.explainRequested.connect(c.explain)
         self.case_page.feedback.submitted.connect(c.save_feedback)
         self.history_view.openRequested.connect(self.reopen_case)
+        self.labelled_view.openRequested.connect(self.reopen_case)
         self.history_view.deleteRequested.connect(self.delete_cases)
 
         view = self.case_page.view
@@ -202,6 +206,7 @@ class MainWindow(QMainWindow):
         self.controller.set_stores(self.history, self.labelled)
         self.history_view.set_store(self.history)
         self.stats_view.set_store(self.history)
+        self.labelled_view.set_stores(self.labelled, self.history, self.runner)
 
     def model_store(self):
         from app.core.models import ModelStore
@@ -225,7 +230,7 @@ class MainWindow(QMainWindow):
         self.model_status.setToolTip(str(m.model_dir or ""))
         if m.state == "ready" and m.card is not None and self.document.result is None:
             c = m.card
-            self.case_page.result.set_model(c.name, c.version, str(c.created), c.demo)
+            self.case_page.result.set_model(c.name, c.version, str(c.created), c.demo, limitation=c.main_limitation)
 
     # ------------------------------------------------------------------ opening
     def open_paths(self, paths) -> None:
@@ -278,8 +283,10 @@ class MainWindow(QMainWindow):
         for case in cases:
             try:
                 self.history.delete(case.id)
-                if case.feedback_label and self.labelled is not None:
-                    self.labelled.remove(case.pixel_sha256)
+                if case.feedback_label and self.labelled is not None:  # and the label of its other cases
+                    from app.core.labelled import remove_label
+
+                    remove_label(self.labelled, self.history, case.pixel_sha256)
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 self.notifier.task_failed(f"Deleting {case.file_name}", exc)
         self.notifier.info(f"Deleted {len(cases)} case(s) from the history.")
@@ -398,7 +405,7 @@ class MainWindow(QMainWindow):
 
     def _refresh_history(self) -> None:
         """The history changed: refresh the view on screen now, the hidden ones when they are shown."""
-        self._stale = {self.history_view, self.stats_view}
+        self._stale = {self.history_view, self.stats_view, self.labelled_view}
         self._tab_changed()
 
     def _tab_changed(self, _index: int = -1) -> None:

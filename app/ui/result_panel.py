@@ -63,23 +63,36 @@ class ProbabilityRow:
 
 
 class Legend(QWidget):
-    """Colour scale of the heatmap (the same colour map as the overlay), low to high attention."""
+    """Colour scale of the heatmap (the same colour map as the overlay) with its numbers: attention as a share of
+    the map's peak, 0 to 1; below TRANSPARENT_BELOW nothing is drawn over the image."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        from fl.gradcam import LEGEND_TICKS, TRANSPARENT_BELOW
+
         self.ramp = QLabel()
         self.ramp.setObjectName("legendRamp")
         self.ramp.setFixedHeight(12)
         self.ramp.setScaledContents(True)
-        low, high = QLabel("low"), QLabel("high attention")
-        for lab in (low, high):
-            lab.setObjectName("legendText")
         lay = QGridLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setVerticalSpacing(2)
-        lay.addWidget(self.ramp, 0, 0, 1, 2)
-        lay.addWidget(low, 1, 0, Qt.AlignmentFlag.AlignLeft)
-        lay.addWidget(high, 1, 1, Qt.AlignmentFlag.AlignRight)
+        n = len(LEGEND_TICKS)
+        lay.addWidget(self.ramp, 0, 0, 1, n)
+        self.ticks = []
+        for i, t in enumerate(LEGEND_TICKS):
+            lab = QLabel(f"{t:g}")
+            lab.setObjectName("legendText")
+            align = (Qt.AlignmentFlag.AlignLeft if i == 0 else Qt.AlignmentFlag.AlignRight if i == n - 1
+                     else Qt.AlignmentFlag.AlignHCenter)
+            lay.addWidget(lab, 1, i, align)
+            lay.setColumnStretch(i, 1)
+            self.ticks.append(lab)
+        note = QLabel(f"Attention, share of the map's peak (1 = where the model looked most). Below "
+                      f"{TRANSPARENT_BELOW:g} the image is left uncovered.")
+        note.setObjectName("legendText")
+        note.setWordWrap(True)
+        lay.addWidget(note, 2, 0, 1, n)
 
     def set_ramp(self, image: QImage) -> None:
         self.ramp.setPixmap(QPixmap.fromImage(image))
@@ -122,10 +135,21 @@ class ResultPanel(QWidget):
         fl_.addWidget(self.state)
         fl_.addWidget(self.busy)
         fl_.addWidget(self.finding_caption)
+        self.outside_use = QLabel()
+        self.outside_use.setObjectName("outsideUse")
+        self.outside_use.setWordWrap(True)
+        self.outside_use.hide()
+        self.cautions = QLabel()
+        self.cautions.setObjectName("resultCautions")
+        self.cautions.setWordWrap(True)
+        self.cautions.setTextFormat(Qt.TextFormat.RichText)
+        self.cautions.hide()
         top = QHBoxLayout()
         top.addWidget(self.finding, 1)
         top.addWidget(self.finding_prob, 0, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom)
+        fl_.addWidget(self.outside_use)
         fl_.addLayout(top)
+        fl_.addWidget(self.cautions)
         fl_.addSpacing(4)
         fl_.addLayout(grid)
 
@@ -139,12 +163,17 @@ class ResultPanel(QWidget):
         self.model_label.setObjectName("modelLabel")
         self.model_label.setWordWrap(True)
         self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.limitation = QLabel()
+        self.limitation.setObjectName("modelLimitation")
+        self.limitation.setWordWrap(True)
+        self.limitation.hide()
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
         line.setObjectName("separator")
         fl_.addWidget(line)
         fl_.addWidget(self.model_label)
         fl_.addWidget(self.demo_badge, 0, Qt.AlignmentFlag.AlignLeft)
+        fl_.addWidget(self.limitation)
 
         # --- heatmap controls
         heat_box = QGroupBox("Where the model looked (GradCAM)")
@@ -211,19 +240,35 @@ class ResultPanel(QWidget):
         if res is None:
             for r in self.rows:
                 r.set(None, False)
-            for w in (self.finding, self.finding_prob, self.finding_caption):
+            for w in (self.finding, self.finding_prob, self.finding_caption, self.outside_use, self.cautions):
                 w.hide()
             self.explain.clear()
             self.heat_box.setEnabled(False)
             return
+        a = res.assessment
         for i, r in enumerate(self.rows):
             r.set(float(res.probabilities[i]), i == res.predicted)
         label = CLASS_LABELS[CLASSES[res.predicted]]
-        self.finding.setText(html.escape(label))
+        self.finding.setText(html.escape(a.finding[:1].upper() + a.finding[1:]))
+        self.finding.setProperty("uncertain", a.near_tie)
+        self.finding.style().unpolish(self.finding)
+        self.finding.style().polish(self.finding)
+        self.finding_caption.setText("UNCERTAIN RESULT — NEAR TIE" if a.near_tie else "TOP FINDING")
         for w in (self.finding, self.finding_prob, self.finding_caption):
             w.show()
-        self.finding_prob.setText(f"{100 * float(res.probabilities[res.predicted]):.1f} %")
-        self.set_model(res.model_name, res.model_version, res.model_date, res.demo)
+        p_top = 100 * float(res.probabilities[res.predicted])
+        if a.near_tie:
+            p_second = 100 * float(res.probabilities[CLASSES.index(a.runner_up)])
+            self.finding_prob.setText(f"{p_top:.1f} / {p_second:.1f} %")
+        else:
+            self.finding_prob.setText(f"{p_top:.1f} %")
+        self.outside_use.setText("OUTSIDE THE INTENDED USE — shown despite the guardrail warnings above the "
+                                 "image; the image may not be an adult frontal chest radiograph.")
+        self.outside_use.setVisible(a.outside_intended_use)
+        others = [m for code, m in a.cautions if code != "outside_intended_use"]
+        self.cautions.setText("<br>".join("⚠ " + html.escape(m) for m in others))
+        self.cautions.setVisible(bool(others))
+        self.set_model(res.model_name, res.model_version, res.model_date, res.demo, limitation=res.limitation)
         self.explain.clear()
         self.explain.addItem(f"{label} (predicted)", res.predicted)
         for i, name in enumerate(CLASSES):
@@ -231,14 +276,18 @@ class ResultPanel(QWidget):
                 self.explain.addItem(CLASS_LABELS[name], i)
         self.heat_box.setEnabled(True)
 
-    def set_model(self, name: str, version: str, date: str, demo: bool, *, loading: bool = False) -> None:
-        """Model identity line (also used while no result is shown)."""
+    def set_model(self, name: str, version: str, date: str, demo: bool, *, loading: bool = False,
+                  limitation: str | None = None) -> None:
+        """Model identity line and the card's main limitation (also used while no result is shown)."""
         if loading:
             self.model_label.setText("Model: loading…")
         else:
             when = f" · created {html.escape(date[:10])}" if date else ""
             self.model_label.setText(f"Model: <b>{html.escape(name)}</b><br>Version {html.escape(version)}{when}")
         self.demo_badge.setVisible(bool(demo))
+        if limitation is not None:
+            self.limitation.setText(f"<b>Main limitation:</b> {html.escape(limitation)}")
+            self.limitation.setVisible(bool(limitation))
 
     def _on_overlay(self) -> None:
         doc = self.document

@@ -36,6 +36,7 @@ class StatsView(QWidget):
         self.view.setRenderHint(QPainter.RenderHint.Antialiasing)
         self.view.setObjectName("statsChart")
         self.data: list = []
+        self.cautions: dict[str, int] = {}
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Findings"))
@@ -75,6 +76,7 @@ class StatsView(QWidget):
         days = self.range.currentData()
         since = None if days is None else date.today() - timedelta(days=days)
         self.data = self.store.counts(period, since) if self.store is not None else []
+        self.cautions = self.store.caution_counts(since) if self.store is not None else {}
         if since is not None and self.store is not None:
             self.data = _pad(self.data, since, period)
         self._draw(period)
@@ -128,7 +130,14 @@ class StatsView(QWidget):
         parts = [f"<b>{total}</b> cases"] + [
             f"<span style='color:{CLASS_COLOURS[n]}'>■</span> {CLASS_LABELS[n]} <b>{totals[n]}</b>"
             for n in CLASSES]
-        self.summary.setText("&nbsp;&nbsp;&nbsp;".join(parts))
+        text = "&nbsp;&nbsp;&nbsp;".join(parts)
+        c = self.cautions
+        if c:
+            text += (f"<br><span style='color:#a3261b'><b>{c.get('outside_intended_use', 0)}</b> outside the "
+                     f"intended use</span> (shown despite guardrail warnings)&nbsp;&nbsp;&nbsp;⚠ "
+                     f"<b>{c.get('explanation_warning', 0)}</b> with an explanation warning&nbsp;&nbsp;&nbsp;≈ "
+                     f"<b>{c.get('near_tie', 0)}</b> near ties")
+        self.summary.setText(text)
 
     def totals(self) -> dict[str, int]:
         out = dict.fromkeys(CLASSES, 0)

@@ -43,6 +43,13 @@ QProgressBar#busyBar::chunk {{ background: {ACCENT}; }}
 #demoBadge {{ background: #fff3cd; color: #7a4d00; border: 1px solid #e0b84c; border-radius: 3px;
     padding: 2px 6px; font-weight: 700; font-size: 8pt; }}
 #hint {{ color: #5b6773; font-size: 8.5pt; }}
+#topFinding[uncertain="true"] {{ font-size: 13pt; color: #7a4d00; }}
+#outsideUse {{ background: #a3261b; color: white; font-weight: 700; border-radius: 3px; padding: 4px 6px; }}
+#resultCautions {{ background: #fff4d6; color: #5c3b00; border: 1px solid #d9a520; border-radius: 3px;
+    padding: 4px 6px; }}
+#modelLimitation {{ color: #7a4d00; font-size: 8.5pt; }}
+#legendText {{ color: #5b6773; font-size: 8pt; }}
+#reasonHint {{ color: #a3261b; font-size: 8.5pt; }}
 #feedbackStatus {{ color: #5b6773; }}
 #feedbackStatus[done="true"] {{ color: #2e6b45; }}
 #intendedUseBar {{ background: #e9eef4; border-top: 1px solid #cfd8e1; }}

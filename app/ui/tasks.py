@@ -50,18 +50,18 @@ HEAT_DISPLAY_MAX = 1024  # px; GradCAM maps are smooth, so the screen layer can 
 
 
 def heat_to_qimage(heat: np.ndarray, max_side: int = HEAT_DISPLAY_MAX) -> QImage:
-    """Heatmap (H, W) [0,1] -> RGBA layer whose alpha follows fl.gradcam.overlay (weight = sqrt(heat)).
+    """Heatmap (H, W) [0,1] -> RGBA layer whose alpha follows fl.gradcam.overlay (attention_alpha).
 
     Drawn with item opacity ``a`` over the image this gives overlay(gray, heat, alpha=a). Large maps are
     subsampled to at most ``max_side`` (the viewer stretches the layer over the image).
     """
-    from fl.gradcam import colorize
+    from fl.gradcam import attention_alpha, colorize
 
     step = max(1, -(-max(heat.shape) // max_side))
     heat = np.clip(np.nan_to_num(np.asarray(heat[::step, ::step], np.float32)), 0.0, 1.0)
     rgba = np.empty(heat.shape + (4,), np.uint8)
     rgba[..., :3] = colorize(heat)
-    rgba[..., 3] = (np.sqrt(heat) * 255.0 + 0.5).astype(np.uint8)
+    rgba[..., 3] = (attention_alpha(heat) * 255.0 + 0.5).astype(np.uint8)
     h, w = heat.shape
     # Non-premultiplied RGBA: Qt composes it as colour * alpha + image * (1 - alpha).
     return QImage(np.ascontiguousarray(rgba).data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
@@ -102,7 +102,7 @@ def open_and_classify(path: str | Path, service, *, partial) -> Classified | Bas
 
 
 def warm_up_batch(service) -> None:
-    """Build the model's batch (no-heatmap) graph once, on a small synthetic image.
+    """Build the model's batch graph once, on a small synthetic image.
 
     TensorFlow builds that graph on first use (about 1.4 s for SE-ResNet50V2 here) and holds the GIL for
     parts of it; doing it while the user picks a folder keeps the batch itself smooth.
@@ -113,7 +113,7 @@ def warm_up_batch(service) -> None:
 
     buf = io.BytesIO()
     Image.fromarray(np.full((64, 64), 128, np.uint8)).save(buf, format="PNG")
-    for _ in service.classify_many([buf.getvalue()], heatmaps=False):
+    for _ in service.classify_many([buf.getvalue()], heatmaps=True):  # the batch computes heatmaps (explanation check)
         pass
 
 
@@ -135,19 +135,29 @@ def result_from_prediction(pred, card, case=None) -> Result:
         intended_use=str(getattr(card, "intended_use", "") or ""),
         case_id=getattr(case, "id", None),
         created=str(getattr(case, "created", "") or ""),
+        limitation=limitation(card),
     )
+
+
+def limitation(card) -> str:
+    """The model card's main limitation (fl.modelfile.ModelCard.main_limitation)."""
+    return str(getattr(card, "main_limitation", "") or "")
 
 
 def classify(service, opened: Opened) -> Classified:
     """Classify and explain the predicted class (the history is written afterwards, see store_case)."""
+    from app.core.assessment import assess_prediction
+
     pred = service.classify(opened.radiograph)
     heat_image = heat_to_qimage(pred.heatmap)
-    return Classified(pred, result_from_prediction(pred, service.card), pred.heatmap, heat_image)
+    result = result_from_prediction(pred, service.card)
+    result.attention = assess_prediction(pred).attention  # the explanation check, off the GUI thread
+    return Classified(pred, result, pred.heatmap, heat_image)
 
 
-def store_case(history, prediction, opened: Opened):
+def store_case(history, prediction, opened: Opened, assessment=None):
     """Record a shown result in the history (thumbnail, stored copy, SQLite); returns the Case."""
-    return history.add(prediction, file_path=opened.path, warnings=opened.warnings)
+    return history.add(prediction, file_path=opened.path, warnings=opened.warnings, assessment=assessment)
 
 
 def explain(service, prediction, class_index: int) -> tuple[int, np.ndarray, QImage]:
@@ -174,7 +184,11 @@ def reopen(service, history, case_id) -> Reopened:
         probabilities=probs, predicted=predicted, model_name=case.model_name, model_version=case.model_version,
         model_date=str(card.created) if same_model else "", demo=bool(card.demo) if same_model else False,
         case_id=case.id, feedback_label=case.feedback_label, feedback_note=case.feedback_note,
-        from_history=True, created=case.created, notes=notes,
+        from_history=True, created=case.created, notes=notes, attention=case.attention,
+        guardrails=tuple(case.warnings), feedback_by=case.feedback_by, feedback_at=case.feedback_at,
+        feedback_reason=case.feedback_reason, limitation=limitation(card) if same_model else "",
+        identification={"patient_name": case.patient_name, "patient_id": case.patient_id,
+                        "patient_age": case.patient_age, "accession_number": case.accession_number},
     )
     pred = heat = heat_image = None
     if card is not None:
@@ -186,9 +200,10 @@ def reopen(service, history, case_id) -> Reopened:
     return Reopened(opened, case, result, pred, heat, heat_image, notes)
 
 
-def save_feedback(history, labelled, case_id, label: str, note: str, source_path: Path | None):
-    """Store the clinician's label and put the image into the local labelled set."""
-    case = history.set_feedback(case_id, label, note)
+def save_feedback(history, labelled, case_id, label: str, note: str, source_path: Path | None, reason: str = ""):
+    """Store the clinician's label (with the reason a guardrail-flagged case needs) and put the image into the
+    local labelled set."""
+    case = history.set_feedback(case_id, label, note, reason=reason)
     stored = labelled.add(case, source_path) if labelled is not None else None
     return case, stored
 

@@ -213,6 +213,8 @@ def confirm_release(request: Request, signed: Admin, version: str):
     points = [offered,
               "Each workstation verifies the central's signature and the file's SHA-256, compares the model with its "
               "current one on its own labelled cases, and installs it only when its staff confirm.",
+              "Before signing, the central converts the model for LiteRT, so that workstations classify with it without "
+              "TensorFlow (about 30 s for SE-ResNet50V2, done once per version); this page waits until it is signed.",
               f"It supersedes the current release ({release.version})." if release is not None and release.id != row.id
               else "It is the first release." if release is None else "It is already released; it is signed again."]
     return page(request, "confirm.html", nav="models", title=f"Release {row.version}?", button="Sign and release",

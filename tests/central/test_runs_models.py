@@ -331,7 +331,22 @@ def test_release_signs_the_manifest_with_the_model_signing_key(central, versions
     data = (versions[VERSIONS[0]] / "weights.safetensors").read_bytes()
     assert signed["version"] == VERSIONS[0] and signed["format"] == "fedxray-model-release/1"
     assert (signed["file_sha256"], signed["file_size"]) == (hashlib.sha256(data).hexdigest(), len(data))
-    assert signed["card"] == json.loads((versions[VERSIONS[0]] / "card.json").read_text())
+    uploaded = json.loads((versions[VERSIONS[0]] / "card.json").read_text())
+    record = signed["card"].pop("inference")
+    assert signed["card"] == {k: v for k, v in uploaded.items() if k != "inference"}
+    # The central made the LiteRT artefact of these weights (the record it was uploaded with belongs to others),
+    # stores it beside them and serves exactly the bytes the signed record names.
+    assert uploaded["inference"]["weights_sha256"] != record["weights_sha256"] == hashlib.sha256(data).hexdigest()
+    artefact = stored_file(central, VERSIONS[0]).with_suffix(".tflite").read_bytes()
+    assert (record["sha256"], record["bytes"]) == (hashlib.sha256(artefact).hexdigest(), len(artefact))
+    assert out["litert_sha256"] == record["sha256"]
+    with central.client(central.credential("admin")) as admin:
+        served = admin.get(f"/api/v1/models/{VERSIONS[0]}/litert")
+        assert served.status_code == 200 and served.content == artefact
+        assert admin.get(f"/api/v1/models/{VERSIONS[1]}/litert").status_code == 404  # not released: none made
+    with db(central) as con:
+        (detail,) = con.execute("SELECT detail FROM audit_events WHERE action = 'model.release' ORDER BY id DESC").fetchone()
+    assert json.loads(detail)["litert"] == record["sha256"]
     released = {m["version"]: m["release"] for m in central.admin_json("models", "list")}
     assert released == {"no-file": None, VERSIONS[1]: None, VERSIONS[0]: "current"}
 
@@ -343,6 +358,12 @@ def test_workstation_update_verifies_installs_and_classify_uses_it(ws, image):
     assert any("No local labelled set" in n for n in out["notes"])
     assert active(ws)["version"] == VERSIONS[0] and active(ws)["id"] == out["model_id"]
     assert classify_version(ws, image) == VERSIONS[0]
+    # The signed artefact came with it: classify runs on LiteRT without converting anything on the workstation.
+    installed = ws.root / "data" / "fedxray" / "models" / out["model_id"]
+    card = json.loads((installed / "card.json").read_text())
+    assert hashlib.sha256((installed / "model.tflite").read_bytes()).hexdigest() == card["inference"]["sha256"]
+    result = ws.fedxray("classify", str(image), "--json", "--engine", "litert", timeout=240)
+    assert result.returncode == 0 and "TensorFlow" not in result.stderr, result.stderr
     again = ws_json(ws, "models", "update", "--yes")
     assert again["status"] == "up-to-date"
 
@@ -407,6 +428,16 @@ def test_a_tampered_file_on_the_central_is_refused(central, ws):
     path.write_bytes(bytes(tampered))
     try:
         refused(ws, "does not match the signed release")
+    finally:
+        path.write_bytes(original)
+
+
+def test_a_tampered_artefact_on_the_central_is_refused(central, ws):
+    path = stored_file(central, VERSIONS[1]).with_suffix(".tflite")
+    original = path.read_bytes()
+    path.write_bytes(original[:-1] + bytes([original[-1] ^ 0x01]))  # one bit of the LiteRT artefact
+    try:
+        refused(ws, "LiteRT artefact does not match the signed release")
     finally:
         path.write_bytes(original)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fl.gradcam import Explainer, colorize, legend, overlay
+from fl.gradcam import OPAQUE_FROM, TRANSPARENT_BELOW, Explainer, attention_alpha, colorize, legend, overlay
 from fl.model import build_model, get_architecture
 
 SIZE = 64
@@ -97,13 +97,44 @@ def test_requested_class_is_explained(trained):
     np.testing.assert_array_equal(chosen, [0, 1, 3])
 
 
-def test_colorize_runs_blue_to_red_and_legend_matches():
-    rgb = colorize(np.array([[0.15, 0.9]]))
-    assert rgb.dtype == np.uint8 and rgb.shape == (1, 2, 3)
-    low, high = rgb[0, 0].astype(int), rgb[0, 1].astype(int)
-    assert low[2] > low[0] + 100 and high[0] > high[2] + 100  # blue when low, red when high
+def test_randomising_only_the_top_layer_changes_the_map(trained):
+    # Adebayo et al. 2018, cascading randomisation from the top: re-initialise the class layer alone.
+    import keras
+
+    x, _, _ = make_images(20, seed=6)
+    arch = get_architecture("tiny")
+    _, before, _ = Explainer(trained, arch)(x, class_index=1)
+    clone = keras.models.clone_model(trained)
+    clone.set_weights(trained.get_weights())
+    logits = clone.get_layer("logits")
+    rng = np.random.default_rng(0)
+    logits.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) for w in logits.get_weights()])
+    _, after, _ = Explainer(clone, arch)(x, class_index=1)
+    corr = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(before, after, strict=True)]
+    assert np.nanmean(corr) < 0.5
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    c = rgb.astype(np.float64) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return lin @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def test_colour_map_is_inferno_with_steadily_rising_lightness_and_legend_matches():
+    lut = colorize(np.linspace(0, 1, 256)[None])[0]
+    # Published inferno values (matplotlib _cm_listed) at 0, 0.5 and 1; the polynomial fit keeps within 5/255.
+    np.testing.assert_allclose(lut[0], np.array([0.001462, 0.000466, 0.013866]) * 255, atol=5)
+    np.testing.assert_allclose(lut[128], np.array([0.735683, 0.215906, 0.330245]) * 255, atol=5)
+    np.testing.assert_allclose(lut[255], np.array([0.988362, 0.998364, 0.644924]) * 255, atol=5)
+    assert np.all(np.diff(_luminance(lut)) > 0), "a perceptual colour map never gets darker as attention rises"
     bar = legend(256, 4)
-    np.testing.assert_array_equal(bar[0], colorize(np.linspace(0, 1, 256)[None])[0])
+    np.testing.assert_array_equal(bar[0], lut)
+
+
+def test_low_attention_is_transparent_and_high_attention_opaque():
+    a = attention_alpha(np.array([0.0, TRANSPARENT_BELOW, (TRANSPARENT_BELOW + OPAQUE_FROM) / 2, OPAQUE_FROM, 1.0]))
+    np.testing.assert_allclose(a, [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-6)
+    assert np.all(np.diff(attention_alpha(np.linspace(0, 1, 101))) >= 0)
 
 
 def test_overlay_leaves_cold_regions_untouched_and_tints_hot_ones():
@@ -115,5 +146,8 @@ def test_overlay_leaves_cold_regions_untouched_and_tints_hot_ones():
     np.testing.assert_array_equal(out[3, 3], [128, 128, 128])
     expected = np.round(0.5 * 127.5 + 0.5 * colorize(np.array([[1.0]]))[0, 0].astype(float))
     np.testing.assert_allclose(out[0, 0], expected, atol=1)
+    faint = heat.copy()
+    faint[0, 0] = TRANSPARENT_BELOW * 0.9  # low attention does not tint the image at all
+    np.testing.assert_array_equal(overlay(gray, faint, alpha=1.0)[0, 0], [128, 128, 128])
     with pytest.raises(ValueError):
         overlay(gray, np.zeros((2, 2)))

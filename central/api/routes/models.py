@@ -139,6 +139,19 @@ def download_file(principal: ReaderDep, ctx: ContextDep, session: SessionDep, ve
                         headers={"X-Content-SHA256": row.file_sha256})  # fmt: skip
 
 
+@router.get("/{version}/litert", response_class=FileResponse)
+def download_artefact(principal: ReaderDep, ctx: ContextDep, session: SessionDep, version: str = VersionPath):
+    """Download a version's LiteRT artefact (made when the version was released; check it against the SHA-256 of
+    the `inference` record in the signed card)."""
+    row = _get(session, version)
+    record = (row.card or {}).get("inference") or {}
+    path = ctx.home.artefact_file(row.id)
+    if not record.get("sha256") or not path.exists():
+        raise HTTPException(404, detail=f"Model version {version!r} has no LiteRT artefact.")
+    return FileResponse(path, media_type="application/octet-stream", filename=f"fedxray-model-{row.version}.tflite",
+                        headers={"X-Content-SHA256": record["sha256"]})  # fmt: skip
+
+
 @router.post("/{version}/release", response_model=ReleasePublic, tags=["admin"])
 def release(principal: AdminDep, ctx: ContextDep, version: str = VersionPath) -> ReleasePublic:
     """Release a version: sign its manifest with the central's model-signing key. The newest release is the

@@ -231,3 +231,48 @@ def test_the_cli_runs_the_bundled_model_without_tensorflow(tmp_path):
     assert status == {"rc": 0, "modules": []}, r.stderr
     row = json.loads(r.stdout)
     assert row["predicted"] in CLASSES and row["heatmap"].endswith("normal_kermany_IM-0003.heatmap.png")
+
+
+def test_json_carries_guardrail_and_explanation_warnings(fedxray, shared_data, tmp_path):
+    """The bundled model (LiteRT) on what the app would warn about: a CT slice, a colour photograph, a black
+    image (guardrails), a case-report film whose heatmap sits on the bottom edge (explanation) and a clean one."""
+    from tests.conftest import REPO
+
+    photo = tmp_path / "holiday.jpg"
+    yy, xx = np.mgrid[0:300, 0:400]
+    Image.fromarray(np.stack([xx % 256, yy % 256, (xx + yy) % 256], axis=2).astype(np.uint8)).save(photo)
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros((512, 512), np.uint8)).save(black)
+    edge = shared_data / "cxr" / "Covid" / "cohen_p205_covid-19-pneumonia-progression-and-regression-day20.png"
+    clean = shared_data / "cxr" / "Pneumonia-Bacterial" / "kermany_train_person1201_bacteria_3151.png"
+    ct = shared_data / "dicom" / "CT_small.dcm"
+    r = fedxray("classify", ct, photo, black, edge, clean, "--model", REPO / "resources" / "models" / "default",
+                "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["file"]: row for row in map(json.loads, r.stdout.splitlines())}
+    expected_guardrail = {str(ct): "modality", str(photo): "colour", str(black): "uniform"}
+    for path, code in expected_guardrail.items():
+        row = rows[path]
+        assert code in [w["code"] for w in row["warnings"]], row["warnings"]
+        assert row["outside_intended_use"] is True
+        assert row["cautions"][0]["code"] == "outside_intended_use"
+    e = rows[str(edge)]
+    assert e["warnings"] == [] and e["outside_intended_use"] is False
+    assert e["explanation_warning"] is True and e["attention"]["off_target"] > 0.5
+    assert any(c["code"] == "explanation" and "edge of the image" in c["message"] for c in e["cautions"])
+    c = rows[str(clean)]
+    assert c["warnings"] == [] and c["explanation_warning"] is False and c["outside_intended_use"] is False
+    assert c["finding"] in ("Normal", "Bacterial pneumonia", "Viral pneumonia", "COVID-19") or \
+        c["finding"].startswith("uncertain: ")
+    assert set(c["attention"]) == {"border", "outside_body", "off_target"}
+
+
+def test_human_output_prints_guardrail_and_explanation_cautions(fedxray, shared_data):
+    from tests.conftest import REPO
+
+    edge = shared_data / "cxr" / "Covid" / "cohen_p205_covid-19-pneumonia-progression-and-regression-day20.png"
+    r = fedxray("classify", edge, shared_data / "dicom" / "CT_small.dcm", "--model",
+                REPO / "resources" / "models" / "default")
+    assert r.returncode == 0, r.stderr
+    assert "caution: The model looked mostly at the edge of the image" in r.stdout
+    assert "warning: The DICOM modality is CT" in r.stdout

@@ -142,3 +142,33 @@ def test_rows_carry_guardrail_codes_into_the_csv(folder, loaded_service):
     row = next(line for line in lines if line["file"] == "IM0001")
     assert row["warning_codes"] == "modality" and row["warnings"] == ct.warnings[0]
     assert ct.as_json()["warnings"] == [{"code": "modality", "message": ct.warnings[0]}]
+
+
+def test_csv_and_history_carry_the_explanation_warning_and_outside_use_mark(tmp_path, shared_data, dicom_dir):
+    """The bundled model (LiteRT): a film whose heatmap sits on its bottom edge is warned, a clean one is not; the
+    CT slice is outside the intended use; the same marks reach the CSV and the history."""
+    from app.core.inference import InferenceService
+    from tests.conftest import REPO
+
+    d = tmp_path / "mixed"
+    d.mkdir()
+    shutil.copy(shared_data / "cxr" / "Covid" / "cohen_p205_covid-19-pneumonia-progression-and-regression-day20.png",
+                d / "edge.png")
+    shutil.copy(shared_data / "cxr" / "Pneumonia-Bacterial" / "kermany_train_person1201_bacteria_3151.png",
+                d / "clean.png")
+    shutil.copy(dicom_dir / "CT_small.dcm", d / "ct.dcm")
+    service = InferenceService(engine="litert")
+    service.load(REPO / "resources" / "models" / "default")
+    with HistoryStore() as store:
+        rows = classify_folder(d, service, cancel=threading.Event(), history=store)
+        by_name = {r.file_name: r for r in rows}
+        lines = {r["file"]: r for r in csv.DictReader(io.StringIO(csv_text(rows)))}
+        assert lines["edge.png"]["explanation_warning"] == "yes" and float(lines["edge.png"]["attention_off_target"]) > 0.5
+        assert "edge of the image" in lines["edge.png"]["cautions"]
+        assert lines["clean.png"]["explanation_warning"] == "no" and lines["clean.png"]["outside_intended_use"] == "no"
+        assert lines["ct.dcm"]["outside_intended_use"] == "yes" and "modality" in lines["ct.dcm"]["warning_codes"]
+        for name, row in by_name.items():
+            stored = store.get(row.case_id).assessment
+            assert stored.explanation_warning == row.assessment.explanation_warning, name
+            assert stored.outside_intended_use == (name == "ct.dcm")
+            assert lines[name]["near_tie"] == ("yes" if row.assessment.near_tie else "no")

@@ -40,7 +40,8 @@ def test_confirm_copies_original_and_writes_manifest(store, cxr, copy_of):
     rows = manifest(ls.root)
     assert rows == [{"filename": f"Normal/{case.pixel_sha256}.png", "patient_id": f"img-{case.pixel_sha256}",
                      "label": "Normal", "pixel_sha256": case.pixel_sha256, "case_id": str(case.id),
-                     "source_format": "PNG", "added": rows[0]["added"]}]
+                     "source_format": "PNG", "added": rows[0]["added"], "labelled_by": case.feedback_by,
+                     "labelled_at": case.feedback_at, "reason": "", "replaced": ""}]
     assert case.pixel_sha256 in ls and ls.label_of(case.pixel_sha256) == "Normal"
     assert ls.counts() == {"Covid": 0, "Normal": 1, "Pneumonia-Bacterial": 0, "Pneumonia-Viral": 0}
     # the learning core reads it as a class-folder data set with the manifest's patient ids

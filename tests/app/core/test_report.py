@@ -46,7 +46,8 @@ def case_and_images(cxr, copy_of):
     pred = make_prediction(f, P)
     with HistoryStore() as store:
         case = store.add(pred, file_path=f, warnings=["The image is only 100×100 pixels; test warning."])
-        case = store.set_feedback(case.id, "Pneumonia-Bacterial", "confirmed by sputum culture")
+        case = store.set_feedback(case.id, "Pneumonia-Bacterial", "confirmed by sputum culture",
+                                  reason="full-size film checked on the PACS")  # it has a guardrail warning
     gray = pred.radiograph.pixels
     return case, gray, overlay(gray, pred.heatmap, alpha=0.45)
 
@@ -109,3 +110,43 @@ def test_overlay_png(case_and_images, tmp_path):
 
     raw = Image.open(io.BytesIO(export_overlay_png(tmp_path / "plain.png", ov, annotate=False).read_bytes()))
     assert raw.size == (ov.shape[1], ov.shape[0]) and raw.text["Disclaimer"] == INTENDED_USE
+
+
+def _pdftotext(path) -> str:
+    import subprocess
+
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_pdf_carries_identification_cautions_and_the_colour_scale(dicom_dir, tmp_path):
+    """A DICOM case shown despite a guardrail warning, with a near tie and an explanation warning (pdftotext)."""
+    import pydicom
+
+    from app.core.assessment import assess
+    from tests.conftest import REPO
+
+    f = dicom_dir / "RG1_UNCR.dcm"
+    pred = make_prediction(f, [0.46, 0.04, 0.47, 0.03])
+    attention = {"border": 0.7, "outside_body": 0.3, "off_target": 0.8}
+    with HistoryStore() as store:
+        case = store.add(pred, file_path=f, warnings=["The patient is under 18; test warning."],
+                         assessment=assess(pred.probabilities, attention=attention))
+        case = store.set_feedback(case.id, "Pneumonia-Bacterial", user="dr.reader",
+                                  reason="adult film, age tag wrong in the PACS export")
+    card = read_card(REPO / "resources" / "models" / "default")
+    gray = pred.radiograph.pixels
+    out = export_pdf(tmp_path / "r.pdf", case=case, image_gray=gray, overlay_rgb=overlay(gray, pred.heatmap),
+                     card=card)
+    text = " ".join(_pdftotext(out).split())
+    ds = pydicom.dcmread(f, stop_before_pixels=True)
+    assert str(ds.PatientID) in text and str(ds.AccessionNumber) in text
+    assert str(ds.PatientName).split("^")[0] in text
+    assert "OUTSIDE THE INTENDED USE" in text and "test warning" in text
+    assert "uncertain: bacterial pneumonia or COVID-19" in text and "Near tie" in text
+    assert "edge of the image" in text and "80% of the heatmap's attention" in text
+    assert "dr.reader" in text and "age tag wrong" in text
+    assert "Main limitation" in text and "recognises the image source" in text
+    for tick in ("0.25", "0.5", "0.75"):
+        assert tick in text
+    assert "share of the map's peak" in text

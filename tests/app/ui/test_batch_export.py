@@ -56,6 +56,16 @@ def test_batch_a_folder_then_export_csv(qtbot, window, shared_data, tmp_path):
     dialog.table.sortItems(2)
     col = [dialog.table.item(i, 2).key for i in range(10)]
     assert col == sorted(col)
+    # Each row shows its cautions (near tie, explanation warning, outside the intended use) as the core assessed it.
+    from app.ui.batch_dialog import COLUMNS
+    from app.ui.history_view import caution_text
+
+    cautions = COLUMNS.index("Cautions")
+    shown = {dialog.table.item(i, 0).text(): dialog.table.item(i, cautions).text() for i in range(10)}
+    for r in dialog.rows:
+        if not r.error:
+            assert shown[r.file_name] == caution_text(r.assessment)
+            assert r.assessment.attention is not None                     # every image had its heatmap checked
     # The batch is in the history (recorded by default).
     assert len(window.history) == 9
     # CSV export.

@@ -48,7 +48,9 @@ def test_png_and_dicom_match_the_cli_and_are_in_the_history(qtbot, window, cxr, 
         assert case.id == results[name].case_id
     window.act.show_history.trigger()  # the history tab is refreshed when shown
     table = window.history_view.model
-    assert {table.data(table.index(r, 2)) for r in range(table.rowCount())} == {png.name, dcm.name}
+    from app.ui.history_view import FILE_COLUMN
+
+    assert {table.data(table.index(r, FILE_COLUMN)) for r in range(table.rowCount())} == {png.name, dcm.name}
 
 
 def test_overlay_is_drawn_toggled_and_its_opacity_follows_the_slider(qtbot, window, cxr):

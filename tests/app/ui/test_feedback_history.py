@@ -23,10 +23,14 @@ def test_confirm_then_correct_label_puts_the_image_in_the_local_labelled_set(qtb
     assert wait_result(qtbot, window) == "result"
     panel = window.case_page.feedback
     predicted = CLASSES[window.document.result.predicted]
-    assert panel.isEnabled() and panel.button.text() == "Confirm finding"
+    qtbot.waitUntil(lambda: panel.isEnabled(), timeout=10_000)  # once the case is in the history
+    # The list starts empty: the model's answer is not offered as the clinician's.
+    assert panel.label.currentIndex() == -1 and not panel.button.isEnabled()
     assert "never sent" in panel.findChild(type(panel.status), "hint").text()
 
     # Confirm the model's finding, with a note.
+    panel.label.setCurrentIndex(panel.label.findData(predicted))
+    assert panel.button.isEnabled() and panel.button.text() == "Confirm finding"
     panel.note.setText("seen by two readers")
     qtbot.mouseClick(panel.button, Qt.MouseButton.LeftButton)
     wait_idle(qtbot, window)
@@ -38,19 +42,21 @@ def test_confirm_then_correct_label_puts_the_image_in_the_local_labelled_set(qtb
     assert hashlib.sha256(copied.read_bytes()).digest() == hashlib.sha256(src.read_bytes()).digest()
     case = window.history.get(window.document.result.case_id)
     assert (case.feedback_label, case.feedback_note) == (predicted, "seen by two readers")
-    assert "Labelled" in panel.status.text()
+    assert "labelled" in panel.status.text() and case.feedback_by in panel.status.text()
     assert "local labelled set" in window.notifier.last.text
 
-    # Correct it to another class: the copy moves to that class folder.
+    # Correct it to another class: the label is replaced, visibly; the copy moves to that class folder.
     other = next(c for c in CLASSES if c != predicted)
     panel.label.setCurrentIndex(panel.label.findData(other))
-    assert panel.button.text() == "Save corrected label"
+    assert panel.button.text().startswith("Replace label")
     qtbot.mouseClick(panel.button, Qt.MouseButton.LeftButton)
     wait_idle(qtbot, window)
     rows = manifest(root)
     assert [r["filename"] for r in rows] == [f"{other}/{sha}.png"]
     assert (root / other / f"{sha}.png").is_file() and not copied.exists()
     assert window.history.get(case.id).feedback_label == other
+    assert "replaces" in panel.status.text()
+    assert rows[0]["replaced"].startswith(f"{predicted} by ")
 
 
 def test_history_search_filter_reopen_and_delete(qtbot, window, cxr, dicom_dir):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fl.classes import CLASSES
 from tests.app.ui.helpers import wait_idle, wait_result
 
 LAUNCH = textwrap.dedent("""
@@ -76,6 +77,9 @@ def test_offline_open_classify_label_export(qtbot, make_window, no_network, cxr,
     for path in (cxr["Pneumonia-Viral"], dicom_dir / "RG1_UNCR.dcm"):
         w.open_image(path)
         assert wait_result(qtbot, w) == "result"
+    fb = w.case_page.feedback
+    qtbot.waitUntil(fb.isEnabled, timeout=10_000)  # once the case is in the history
+    fb.label.setCurrentIndex(fb.label.findData(CLASSES[w.document.result.predicted]))  # starts empty
     w.case_page.feedback.button.click()
     wait_idle(qtbot, w)
     w.controller.export_pdf(tmp_path / "r.pdf")

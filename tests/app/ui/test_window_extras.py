@@ -7,6 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
+from fl.classes import CLASSES
 from tests.app.ui.helpers import wait_idle, wait_result
 
 
@@ -70,6 +71,9 @@ def test_changing_the_data_folder_moves_history_and_labelled_set(qtbot, window, 
     window.open_image(cxr["Normal"])
     assert wait_result(qtbot, window) == "result"
     assert len(window.history) == 1 and (new / "history.sqlite").is_file()
+    fb = window.case_page.feedback
+    qtbot.waitUntil(fb.isEnabled, timeout=10_000)  # once the case is in the history
+    fb.label.setCurrentIndex(fb.label.findData(CLASSES[window.document.result.predicted]))  # starts empty
     window.case_page.feedback.button.click()
     wait_idle(qtbot, window)
     assert window.labelled.root == new / "labelled" and (new / "labelled" / "manifest.csv").is_file()
