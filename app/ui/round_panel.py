@@ -110,8 +110,10 @@ class RoundPanel(QFrame):
         v["run"].setToolTip(f"Flower run id {a.run_id}" if a.run_id else "")
         rnd = ft.round_text(a)
         v["round"].setText(f"{rnd} — reply sent" if rnd and a.phase == "waiting" else rnd or "—")
-        busy = a.running and a.phase in ft.BUSY
-        v["left"].setText(("estimating…" if a.eta_seconds is None else ft.duration(a.eta_seconds)) if busy else "—")
+        if a.running and a.phase in ft.BUSY and a.eta_seconds is not None:
+            v["left"].setText(ft.duration(a.eta_seconds))
+        else:
+            v["left"].setText("estimating…" if a.running and a.phase == "training" else "—")
         contact = ft.ago(a.last_contact)
         v["contact"].setText(f"{contact} — reconnecting…" if a.reconnecting else contact)
         if a.running:
