@@ -304,3 +304,46 @@ def test_central_down_is_shown_in_plain_words(qtbot, window, central):
     assert box.values["seen"].text() == "unknown: the central did not answer"
     assert box.problem.isVisible() and "Could not reach the central" in box.problem.text()
     assert box.values["node"].text().startswith(str(enrollment.node_id))  # what is known here is still shown
+
+
+# ---------------------------------------------------------------- staff: the schedule and limits editor
+def test_schedule_editor_saves_windows_and_limits(qtbot, window):
+    from app.core import federation_settings as fs
+
+    w = window()
+    editor = w.federation_page.schedule
+    qtbot.waitUntil(lambda: w.federation.settings is not None, timeout=30_000)
+    assert editor.any_time.isChecked() and editor.windows_text() == "always"  # the default: any time
+    editor.windows_only.setChecked(True)
+    editor.evenings.setChecked(True)  # weekdays 19:00 to 07:00 the next morning, as shown
+    editor.weekends.setChecked(True)
+    editor.more.setText("wed 12:00-13:30")
+    editor.cpu.setValue(1)
+    editor.gpu_cap.setChecked(True)
+    editor.gpu.setValue(2048)
+    editor.save.click()
+    qtbot.waitUntil(lambda: not w.federation.busy, timeout=30_000)
+    saved = fs.load()  # what the agent will read, from the file
+    assert saved.windows == fs.parse_windows("weekdays 19:00-07:00; weekends; wed 12:00-13:30")
+    assert (saved.cpu_threads, saved.gpu_memory_mb) == (1, 2048)
+    import datetime as dt
+
+    monday = dt.datetime(2026, 11, 30)  # a Monday
+    inside = [monday.replace(hour=20), monday.replace(day=1, month=12, hour=6),  # Monday evening into Tuesday
+              monday.replace(day=2, month=12, hour=12, minute=30), monday.replace(day=5, month=12, hour=12)]
+    outside = [monday.replace(hour=6), monday.replace(hour=12), monday.replace(day=2, month=12, hour=14)]
+    assert all(saved.in_window(t) for t in inside) and not any(saved.in_window(t) for t in outside)
+
+    # A window the agent could not use is refused on the page, and nothing is saved.
+    editor.more.setText("someday 25:00")
+    editor.save.click()
+    assert editor.problem.isVisible() and "not a day" in editor.problem.text()
+    assert fs.load() == saved
+
+    # Shown again as stored when the page is opened anew.
+    w2 = window()
+    e2 = w2.federation_page.schedule
+    qtbot.waitUntil(lambda: w2.federation.settings is not None, timeout=30_000)
+    assert e2.windows_only.isChecked() and e2.evenings.isChecked() and e2.weekends.isChecked()
+    assert e2.evening_start.time().toString("HH:mm") == "19:00" and e2.more.text() == "wed 12:00-13:30"
+    assert e2.cpu.value() == 1 and e2.gpu_cap.isChecked() and e2.gpu.value() == 2048
