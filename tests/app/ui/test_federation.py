@@ -291,6 +291,29 @@ def test_opt_in_the_agent_takes_part_in_a_round_outlives_the_window_and_opt_out_
     assert nodes(central)[enrollment.node_id]["status"] == "active"  # opting out is not leaving
 
 
+# ---------------------------------------------------------------- errors in plain words
+def test_a_workstation_revoked_while_taking_part_is_told_in_plain_words(qtbot, window, central, shared_data,
+                                                                         tmp_path):  # fmt: skip
+    from app.core import federation_settings
+
+    site = make_sites(shared_data / "cxr", tmp_path / "data", shares={"site": ALL}, per_class=3, seed=9)["site"]
+    enrollment = enrol_here(central, "Hospital Revoked")
+    federation_settings.update(data_dir=str(site))
+    w = window()
+    page = w.federation_page
+    qtbot.waitUntil(lambda: w.federation.enrolled and page.participation.join.isEnabled(), timeout=30_000)
+    page.participation.join.click()
+    qtbot.waitUntil(lambda: w.federation.agent.phase == "waiting", timeout=240_000)
+    central.admin("nodes", "revoke", str(enrollment.node_id))  # IT cuts the workstation off
+    qtbot.waitUntil(lambda: w.federation.agent.error_kind == "not-enrolled", timeout=300_000)
+    assert page.round.error.isVisible() and "Not enrolled any more" in page.round.error.text()
+    assert "enrol" in page.round.error.text().lower()  # and what to do
+    assert w.federation_indicator.level == "error"
+    assert w.federation_indicator.text() == "● Federation: not enrolled any more"
+    page.participation.stop.click()
+    qtbot.waitUntil(lambda: not w.federation.busy and not w.federation.agent.running, timeout=120_000)
+
+
 # ---------------------------------------------------------------- errors in plain words (last: stops the central)
 def test_central_down_is_shown_in_plain_words(qtbot, window, central):
     enrollment = enrol_here(central, "Hospital Down")
