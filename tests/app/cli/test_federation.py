@@ -419,7 +419,10 @@ def test_a_window_closing_mid_round_lets_the_round_finish_then_disconnects(world
     text = log.read_text()
     assert "the training window closed: finishing the current round first" in text.lower()
     assert "The round finished: disconnecting." in text and "abandoned" not in text
-    train = [r for r in world.replies(int(run["flower_run_id"])) if r["phase"] == "train" and r["round"] == 1]
+    def train_replies():  # the central records the reply once its ServerApp has taken it in
+        return [r for r in world.replies(int(run["flower_run_id"])) if r["phase"] == "train" and r["round"] == 1]
+
+    train = wait_for(train_replies, timeout=120, what=f"the train reply to be recorded\n{world.tails()}")
     assert [(r["node_id"], r["verdict"]) for r in train] == [(node_a, "accepted")]  # sent whole, then disconnected
     with contextlib.suppress(AssertionError):  # its evaluation has no site now: stop it
         world.central.admin("run", "stop", str(run["id"]))
