@@ -200,6 +200,14 @@ def _drive(w, app, args, central, spin, shot) -> int:
     fed.refresh_enrollment()
     spin(lambda: not fed.refreshing, 20)
     shot("federation-after-round", w)
+
+    # IT revokes the workstation while it takes part: the panel and the indicator say so, with what to do.
+    central.admin("nodes", "revoke", str(fed.enrollment.node_id))
+    assert spin(lambda: fed.agent.error_kind == "not-enrolled", 300), fed.agent
+    fed.refresh_enrollment()
+    spin(lambda: not fed.refreshing, 20)
+    shot("federation-error-revoked", w)
+    shot("indicator-error", w.federation_indicator)
     return 0
 
 
