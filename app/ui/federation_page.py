@@ -115,7 +115,8 @@ class EnrolmentBox(QGroupBox):
         v["site"].setText(e.site or "—")
         v["node"].setText(f"{e.node_id}" + (f" ({e.hostname})" if e.hostname else ""))
         v["since"].setText(ft.date_only(e.enrolled_at))
-        v["contact"].setText(ft.ago(e.last_contact) if e.reachable else "—")
+        known = e.reachable and e.central_status not in (None, "ended")  # the central answered about this node
+        v["contact"].setText(ft.ago(e.last_contact) if known else "—")
         v["seen"].setText(self._seen(e))
         keys = "in the keyring" if e.secrets_present else "MISSING from the keyring" if e.secrets_present is False \
             else "the keyring could not be read"  # fmt: skip
