@@ -24,7 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("FEDXRAY_SHARED_DATA", REPO.parent / "shared" / "data"))
-RUN_ARGS = ("--rounds", "1", "--min-sites", "1", "--arch", "tiny", "--input-size", "64", "--local-epochs", "3",
+# Ten local epochs: the tiny network trains in seconds, long enough to be seen training.
+RUN_ARGS = ("--rounds", "1", "--min-sites", "1", "--arch", "tiny", "--input-size", "64", "--local-epochs", "10",
             "--set", "batch-size=2", "--timeout", "300")  # fmt: skip
 
 
@@ -186,6 +187,8 @@ def _drive(w, app, args, central, spin, shot) -> int:
     print("run", run["id"], flush=True)
     assert spin(lambda: fed.agent.phase == "training", 400), fed.agent
     spin(lambda: fed.agent.phase != "training" or (fed.agent.batch or 0) >= 1, 90)  # its first batches done
+    if fed.agent.phase != "training":
+        print("warning: the round had left its training phase before the screenshot", flush=True)
     shot("federation-training", w, settle=0.1)
     shot("indicator-training", w.federation_indicator, settle=0.05)
     w.tabs.setCurrentWidget(w.case_page)
