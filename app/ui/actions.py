@@ -34,6 +34,8 @@ _SPEC = [
     ("show_history", "&History", "Ctrl+2", None, "Past cases on this workstation"),
     ("find_history", "&Search history…", QKeySequence.StandardKey.Find, None, "Search the history (Ctrl+F)"),
     ("show_stats", "S&tatistics", "Ctrl+3", None, "Findings per day and week"),
+    ("show_federation", "&Federation", "Ctrl+4", None, "Federated training: enrolment, taking part, the live round"),
+    ("enrol", "&Enrol this workstation…", None, None, "For IT: enrol this workstation with a FedXray central"),
     ("shortcuts", "&Keyboard shortcuts", QKeySequence.StandardKey.HelpContents, None, None),
     ("about", "&About FedXray", None, None, None),
 ]

@@ -25,6 +25,9 @@ from app.ui.banners import INTENDED_USE, IntendedUseBar, MessageBar
 from app.ui.case_page import CasePage
 from app.ui.controller import CaseController, ModelState
 from app.ui.document import CaseDocument
+from app.ui.federation_indicator import FederationIndicator
+from app.ui.federation_model import FederationModel
+from app.ui.federation_page import FederationPage
 from app.ui.history_view import HistoryView
 from app.ui.icons import app_icon
 from app.ui.labelled_view import LabelledView
@@ -56,6 +59,8 @@ class MainWindow(QMainWindow):
         self.history = self.labelled = None
         self.queue: list[Path] = []  # images given on the command line, navigable with PgUp/PgDown
         self.batch_dialog = None
+        self.enrol_wizard = None
+        self.federation = FederationModel(self.notifier, self)  # polls the background agent in workers
         self._stale: set = set()  # history/statistics views to refresh when next shown
         self._recent_timer = QTimer(self)
         self._recent_timer.setSingleShot(True)
@@ -72,6 +77,7 @@ class MainWindow(QMainWindow):
         if self.prefs.problem:
             self.notifier.warning(self.prefs.problem)
         self._open_stores()
+        QTimer.singleShot(0, self.federation.start)
         if self.service.loaded:
             self.controller.adopt_loaded()
         elif load_model:
@@ -90,6 +96,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.stats_view, "Statistics")
         self.labelled_view = LabelledView()
         self.tabs.addTab(self.labelled_view, "Labelled set")
+        self.federation_page = FederationPage(self.federation)
+        self.tabs.addTab(self.federation_page, "Federation")
         self.intended_use = IntendedUseBar()
         central = QWidget()
         lay = QVBoxLayout(central)
@@ -115,6 +123,8 @@ class MainWindow(QMainWindow):
         self.busy.setTextVisible(False)
         self.busy.hide()
         self.statusBar().addPermanentWidget(self.busy)
+        self.federation_indicator = FederationIndicator(self.federation)
+        self.statusBar().addPermanentWidget(self.federation_indicator)
         self.statusBar().addPermanentWidget(self.model_status)
         self.statusBar().setSizeGripEnabled(True)
 
@@ -163,6 +173,12 @@ class MainWindow(QMainWindow):
         a.show_history.triggered.connect(lambda: self.tabs.setCurrentWidget(self.history_view))
         a.find_history.triggered.connect(self.find_in_history)
         a.show_stats.triggered.connect(lambda: self.tabs.setCurrentWidget(self.stats_view))
+        a.show_federation.triggered.connect(self.show_federation)
+        a.enrol.triggered.connect(self.show_enrol_wizard)
+        self.federation_indicator.clicked.connect(self.show_federation)
+        self.federation_page.enrolRequested.connect(self.show_enrol_wizard)
+        self.federation.enrollmentChanged.connect(
+            lambda: a.enrol.setEnabled(self.federation.enrollment is None or not self.federation.enrolled))
         a.shortcuts.triggered.connect(lambda: menus.show_shortcuts(self))
         a.about.triggered.connect(lambda: menus.show_about(self))
         self.tabs.currentChanged.connect(self._tab_changed)
@@ -344,6 +360,20 @@ class MainWindow(QMainWindow):
         dialog.open()
         return dialog
 
+    def show_federation(self) -> None:
+        self.tabs.setCurrentWidget(self.federation_page)
+
+    def show_enrol_wizard(self):
+        """The enrol wizard (for IT); the Federation page shows the new enrolment when it is done."""
+        from app.ui.enrol_wizard import EnrolWizard
+
+        if self.enrol_wizard is None or not self.enrol_wizard.isVisible():
+            self.enrol_wizard = EnrolWizard(self.federation.runner, self)
+            self.enrol_wizard.enrolled.connect(lambda _e: self.federation.enrolled_now())
+            self.enrol_wizard.open()
+        self.enrol_wizard.raise_()
+        return self.enrol_wizard
+
     def apply_preferences(self, prefs) -> None:
         """Save new preferences and apply them (model, heatmap defaults, data folder)."""
         old = self.prefs
@@ -456,6 +486,7 @@ class MainWindow(QMainWindow):
         if self.batch_dialog is not None:
             self.batch_dialog.cancel()
         self.runner.cancel_all()
+        self.federation.shutdown()  # stops polling; the background agent goes on
         if self._recent_timer.isActive():
             self._recent_timer.stop()
             self._save_recent()

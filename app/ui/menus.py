@@ -33,8 +33,11 @@ def build(window) -> None:
 
     file.insertAction(a.export_pdf, a.cancel)
     go = bar.addMenu("&Go")
-    for act in (a.show_case, a.show_history, a.find_history, a.show_stats):
+    for act in (a.show_case, a.show_history, a.find_history, a.show_stats, a.show_federation):
         go.addAction(act)
+    federation = bar.addMenu("Fe&deration")
+    federation.addAction(a.show_federation)
+    federation.addAction(a.enrol)
 
     help_ = bar.addMenu("&Help")
     help_.addAction(a.shortcuts)

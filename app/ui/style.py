@@ -78,6 +78,40 @@ QPushButton:disabled, QPushButton#primary:disabled {{ color: #9aa5b1; background
 QDialogButtonBox {{ dialogbuttonbox-buttons-have-icons: 0; }}
 QStatusBar {{ background: #ffffff; border-top: 1px solid #d9dee3; }}
 QStatusBar QLabel#modelStatus {{ padding: 0 8px; color: #33414f; }}
+#federationBody {{ background: #f4f6f8; }}
+#fieldName {{ color: #5b6773; }}
+#sectionState {{ color: #1d2935; }}
+#privacyStatement {{ color: #33414f; }}
+#roundHeadline {{ font-size: 13pt; font-weight: 600; color: #33414f; padding: 2px 0 4px 0; }}
+#roundHeadline[level="busy"] {{ color: {ACCENT}; }}
+#roundHeadline[level="warn"] {{ color: #8a5a00; }}
+#roundHeadline[level="error"] {{ color: #a5281b; }}
+#roundHeadline[level="off"] {{ color: #5b6773; }}
+QLabel#step {{ padding: 3px 8px; border-radius: 10px; background: #eef2f5; color: #7a8692; }}
+QLabel#step[state="done"] {{ background: #e3f1e8; color: #2e6b45; }}
+QLabel#step[state="current"] {{ background: {ACCENT}; color: white; font-weight: 600; }}
+#stepArrow {{ color: #9aa5b1; }}
+QProgressBar#batchBar {{ border: 1px solid #cfd8e1; border-radius: 3px; background: #eef2f5; text-align: center;
+    color: #1d2935; }}
+QProgressBar#batchBar::chunk {{ background: #8fb3d6; border-radius: 2px; }}
+#roundError, #formProblem, #wizardProblem {{ background: #fbe3e1; color: #7a1d12; border: 1px solid #eab2ab;
+    border-radius: 4px; padding: 6px 8px; }}
+#checkMark {{ font-size: 12pt; font-weight: 700; }}
+#checkMark[level="ok"] {{ color: #2e8b57; }}
+#checkMark[level="warn"] {{ color: #c77800; }}
+#checkMark[level="fail"] {{ color: #c0392b; }}
+#checkName {{ font-weight: 600; }}
+QLabel[level="ok"] {{ color: #2e6b45; }}
+QLabel[level="warn"] {{ color: #8a5a00; }}
+QLabel[level="fail"] {{ color: #a5281b; }}
+#fingerprint {{ background: #ffffff; border: 1px solid #cfd8e1; border-radius: 6px; padding: 10px 16px;
+    color: #1d2935; letter-spacing: 1px; }}
+QToolButton#federationIndicator {{ padding: 0 8px; border: none; color: #5b6773; }}
+QToolButton#federationIndicator:hover {{ background: #e8eef5; }}
+QToolButton#federationIndicator[level="idle"] {{ color: #2e6b45; }}
+QToolButton#federationIndicator[level="busy"] {{ color: {ACCENT}; font-weight: 600; }}
+QToolButton#federationIndicator[level="warn"] {{ color: #8a5a00; }}
+QToolButton#federationIndicator[level="error"] {{ color: #a5281b; font-weight: 600; }}
 """
 
 
