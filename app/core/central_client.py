@@ -410,7 +410,8 @@ class CentralClient:
         if response.status_code in (401, 403):
             raise CredentialRefusedError(
                 "The central no longer accepts this workstation (it was revoked by IT or left the federation). "
-                "Ask IT for a new enrolment token, run `fedxray leave --force`, then enrol again."
+                "Ask IT for a new enrolment token: leave the federation (Federation tab → Leave the federation…, or "
+                "`fedxray leave --force`), then enrol again."
             )
         if response.status_code != 200:
             raise EnrollmentError(f"The central did not report this workstation's enrolment: {detail(response)}")

@@ -31,8 +31,8 @@ LOG_FILE = "federation.log"
 REFUSALS_FILE = "federation-refusals.jsonl"  # runs the launcher refused (their app is not FedXray's installed one)
 LAUNCHER_POLL = "0.2"  # seconds between the launcher's claims on the SuperNode's loopback API
 NOT_ENROLLED = (
-    "The central refused this workstation: it is not (or no longer) enrolled. Ask IT for a new enrolment token "
-    "and run `fedxray enroll` again (see `fedxray enroll --status`)."
+    "The central refused this workstation: it is not (or no longer) enrolled. IT enrols it again with a new "
+    "enrolment token (Federation tab → Enrol this workstation…, or `fedxray enroll`)."
 )
 
 
