@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-import math
 import os
 import random
 from collections import Counter, defaultdict
@@ -21,14 +20,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CLASS_DIRS = {c: c for c in CLASSES}  # folder name -> class name
 MANIFEST = "manifest.csv"
-
-# Augmentation ranges for chest radiographs. No horizontal flip: the heart's side matters.
-ROTATION_DEGREES = 7.0
-ZOOM = 0.10  # scale factor in [1 - ZOOM, 1 + ZOOM]
-TRANSLATION = 0.05  # fraction of the image side
-BRIGHTNESS = 0.08  # added to the [0, 1] image
-CONTRAST = 0.15  # factor in [1 - CONTRAST, 1 + CONTRAST] around the image mean
-
+# Manifest columns naming an image's source, first found wins (the shared data set has `source_repo`).
+SOURCE_COLUMNS = ("source", "source_repo")
+# Largest loss weight of one (source, class) cell (source_class_weights): a cell of three images must not
+# outweigh a whole class and make training chase them.
+MAX_CELL_WEIGHT = 10.0
 
 class DatasetError(ValueError):
     """A data folder that cannot be used; the message says what is wrong and what to do."""
@@ -36,31 +32,45 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Sample:
-    """One image file, its class index (into CLASSES) and the patient it belongs to."""
+    """One image file, its class index (into CLASSES), the patient it belongs to, and from the manifest (when
+    it has the columns) the source it came from and its population ("" when unknown: one source)."""
 
     path: Path
     label: int
     patient_id: str
+    source: str = ""
+    population: str = ""
 
 
-def _read_manifest(root: Path) -> dict[str, str]:
+@dataclass(frozen=True)
+class _ManifestRow:
+    patient_id: str
+    source: str
+    population: str
+
+
+def _read_manifest(root: Path) -> dict[str, _ManifestRow]:
     path = root / MANIFEST
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            missing = {"filename", "patient_id"} - set(reader.fieldnames or ())
+            columns = set(reader.fieldnames or ())
+            missing = {"filename", "patient_id"} - columns
             if missing:
                 raise DatasetError(
                     f"{path} lacks the column(s) {', '.join(sorted(missing))}: a manifest needs 'filename' "
                     "(path relative to the data folder) and 'patient_id'. Fix or remove the manifest."
                 )
-            patients: dict[str, str] = {}
+            source_column = next((c for c in SOURCE_COLUMNS if c in columns), None)
+            rows: dict[str, _ManifestRow] = {}
             for row in reader:
                 name = (row["filename"] or "").strip().replace("\\", "/")
                 pid = (row["patient_id"] or "").strip()
                 if name and pid:
-                    patients.setdefault(str(PurePosixPath(name)), pid)
-            return patients
+                    source = (row[source_column] or "").strip() if source_column else ""
+                    population = (row.get("population") or "").strip()
+                    rows.setdefault(str(PurePosixPath(name)), _ManifestRow(pid, source, population))
+            return rows
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DatasetError(f"cannot read {path} ({e}); fix or remove the manifest") from e
 
@@ -103,7 +113,7 @@ def discover(root, *, class_dirs: Mapping[str, str] | None = None) -> list[Sampl
     if ignored:
         logger.warning("Ignoring folders that are not class folders in %s: %s", root, ", ".join(ignored))
 
-    patients = _read_manifest(root) if (root / MANIFEST).is_file() else None
+    manifest = _read_manifest(root) if (root / MANIFEST).is_file() else None
     samples, skipped, unlisted = [], 0, 0
     for folder in present:
         label = CLASSES.index(class_dirs[folder])
@@ -111,11 +121,12 @@ def discover(root, *, class_dirs: Mapping[str, str] | None = None) -> list[Sampl
         skipped += n_skipped
         for path in files:
             rel = path.relative_to(root).as_posix()
-            pid = patients.get(rel) if patients is not None else None
-            if pid is None:
-                unlisted += patients is not None
-                pid = path.stem
-            samples.append(Sample(path=path, label=label, patient_id=pid))
+            row = manifest.get(rel) if manifest is not None else None
+            if row is None:
+                unlisted += manifest is not None
+                row = _ManifestRow(path.stem, "", "")
+            samples.append(Sample(path=path, label=label, patient_id=row.patient_id, source=row.source,
+                                  population=row.population))
     samples.sort(key=lambda s: s.path.relative_to(root).as_posix())
 
     counts = Counter(s.label for s in samples)
@@ -213,6 +224,44 @@ def class_weights(samples: Sequence[Sample], num_classes: int = len(CLASSES)) ->
     return {c: inverse[c] / mean if c in inverse else 1.0 for c in range(num_classes)}
 
 
+def source_class_weights(samples: Sequence[Sample], *, max_weight: float = MAX_CELL_WEIGHT
+                         ) -> dict[tuple[str, int], float]:
+    """Loss weight of each (source, class) cell present in `samples`, so that every cell counts alike.
+
+    Inverse frequency, w = c / n_cell, with c chosen so that the mean weight per sample is 1
+    (sum over cells of n_cell x w = N), and no weight above `max_weight`: cells that would exceed it are held at
+    `max_weight` and c is raised for the others until the mean is 1 again (water-filling; with every cell
+    uncapped, c = N / number of cells). A few adult non-COVID case-report images then weigh like the many
+    paediatric ones, instead of being drowned by the COVID-19 images of their own source.
+
+    With one source (a site's own labelled set, or a folder without a `source` column in its manifest) the
+    cells are the classes and these are inverse-frequency class weights (class_weights up to a common factor).
+    """
+    if max_weight < 1.0:
+        raise ValueError(f"max_weight must be at least 1 (the mean weight), got {max_weight}")
+    counts = Counter((s.source, int(s.label)) for s in samples)
+    if not counts:
+        raise DatasetError("cannot compute loss weights of an empty data set")
+    total = sum(counts.values())
+    capped: set[tuple[str, int]] = set()
+    while True:
+        free = [k for k in counts if k not in capped]
+        if not free:  # only when max_weight == 1: every sample weighs 1
+            return dict.fromkeys(counts, 1.0)
+        c = (total - max_weight * sum(counts[k] for k in capped)) / len(free)
+        over = {k for k in free if c / counts[k] > max_weight}
+        if not over:
+            break
+        capped |= over
+    return {k: (max_weight if k in capped else c / n) for k, n in counts.items()}
+
+
+def sample_weights(samples: Sequence[Sample], *, max_weight: float = MAX_CELL_WEIGHT) -> list[float]:
+    """source_class_weights of each sample, in the order of `samples` (for make_dataset's `weights`)."""
+    cells = source_class_weights(samples, max_weight=max_weight)
+    return [cells[(s.source, int(s.label))] for s in samples]
+
+
 def _affine_scaling(scaling: str) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) with to_model_input(x) == x[..., None] * a + b, read off fl.preprocess (its single definition)."""
     from fl.preprocess import to_model_input
@@ -226,54 +275,32 @@ def _affine_scaling(scaling: str) -> tuple[np.ndarray, np.ndarray]:
     return gain.astype(np.float32), offset.astype(np.float32)
 
 
-def _augment_batch(tf, x, seed):
-    """Random rotation, zoom, translation, brightness and contrast of a batch (B, S, S, 1) in [0, 1]."""
-    shape = tf.shape(x)
-    b, size = shape[0], tf.cast(shape[1], tf.float32)
-    seeds = tf.random.experimental.stateless_split(seed, 6)
-
-    def uniform(i, limit):
-        return tf.random.stateless_uniform([b], seeds[i], -limit, limit)
-
-    # Intensity first, so that the area the geometric transform brings in stays black like the letterbox.
-    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-    contrast = 1.0 + tf.reshape(uniform(0, CONTRAST), [-1, 1, 1, 1])
-    brightness = tf.reshape(uniform(1, BRIGHTNESS), [-1, 1, 1, 1])
-    x = tf.clip_by_value((x - mean) * contrast + mean + brightness, 0.0, 1.0)
-
-    # Projective transform mapping each output pixel to its input pixel: rotate by `angle` and scale by 1/zoom
-    # about the centre, then shift. No reflection: the determinant stays positive.
-    angle = uniform(2, ROTATION_DEGREES * math.pi / 180.0)
-    zoom = 1.0 + uniform(3, ZOOM)
-    dx, dy = uniform(4, TRANSLATION) * size, uniform(5, TRANSLATION) * size
-    c = (size - 1.0) / 2.0
-    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
-    a2 = c - (cos * c + sin * c) - dx
-    b2 = c - (-sin * c + cos * c) - dy
-    zeros = tf.zeros_like(cos)
-    transforms = tf.stack([cos, sin, a2, -sin, cos, b2, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=x, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="CONSTANT",
-    )
-
-
 def make_dataset(samples: Sequence[Sample], *, input_size: int, scaling: str, batch_size: int, training: bool,
-                 augment: bool | None = None, cache: bool = True, seed: int = 0):
-    """tf.data pipeline yielding (x (B, S, S, 3) float32 scaled for the model, y one-hot (B, C) float32).
+                 augment: bool | None = None, source_cues: bool = False, weights: Sequence[float] | None = None,
+                 cache: bool = True, seed: int = 0):
+    """tf.data pipeline yielding (x (B, S, S, 3) float32 scaled for the model, y one-hot (B, C) float32), and
+    a third element, the per-sample loss weights (B,) float32, when `weights` (one per sample) is given.
 
     Each file is read and letterboxed by fl.preprocess (the same code as inference); unreadable files are
     skipped with a warning. Decoded [0, 1] images are cached in memory (`cache`), shuffled with `seed` when
-    `training`, augmented (default: when training), then scaled exactly like fl.preprocess.to_model_input.
+    `training`, given the source-cue augmentations of fl.augment (`source_cues`, training only), augmented in
+    geometry and intensity (`augment`, default: when training), then scaled exactly like
+    fl.preprocess.to_model_input.
     """
     import tensorflow as tf
 
+    from fl.augment import geometric_intensity_batch, source_cue_batch
     from fl.preprocess import ImageReadError, letterbox, read_image
 
     augment = training if augment is None else augment
+    if source_cues and not training:
+        raise ValueError("source-cue augmentations are for training only; never at validation or inference")
+    if weights is not None and len(weights) != len(samples):
+        raise ValueError(f"got {len(weights)} loss weights for {len(samples)} samples")
     gain, offset = _affine_scaling(scaling)
     paths = [str(s.path) for s in samples]
     labels = np.eye(len(CLASSES), dtype=np.float32)[[int(s.label) for s in samples]].reshape(-1, len(CLASSES))
+    w = np.ones(len(samples), np.float32) if weights is None else np.asarray(weights, np.float32)
 
     def decode(path: bytes):
         try:
@@ -283,26 +310,31 @@ def make_dataset(samples: Sequence[Sample], *, input_size: int, scaling: str, ba
             logger.warning("Skipping %s: %s", path.decode(), e)
             return np.zeros((input_size, input_size), np.float32), False
 
-    def decode_tf(path, y):
+    def decode_tf(path, y, w):
         x, ok = tf.numpy_function(decode, [path], [tf.float32, tf.bool], stateful=False)
         x = tf.reshape(x, [input_size, input_size, 1])
-        return x, y, tf.reshape(ok, [])
+        return x, y, w, tf.reshape(ok, [])
 
     gain_t, offset_t = tf.constant(gain), tf.constant(offset)
 
-    def decoded_ok(x, y, ok):
+    def decoded_ok(x, y, w, ok):
         return ok
 
-    def drop_flag(x, y, ok):
-        return x, y
+    def drop_flag(x, y, w, ok):
+        return x, y, w
 
-    def augment_batch(xy, pair):
-        return _augment_batch(tf, xy[0], pair), xy[1]
+    def augment_batch(xyw, pair):
+        x = xyw[0]
+        if source_cues:
+            x = tf.reshape(tf.numpy_function(source_cue_batch, [x, pair], tf.float32, stateful=False), tf.shape(x))
+        if augment:
+            x = geometric_intensity_batch(tf, x, pair)
+        return (x, *xyw[1:])
 
-    def scale(x, y):
-        return x * gain_t + offset_t, y
+    def scale(x, y, w):
+        return (x * gain_t + offset_t, y, w) if weights is not None else (x * gain_t + offset_t, y)
 
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels, w))
     ds = ds.map(decode_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.filter(decoded_ok).map(drop_flag)
     if cache:
@@ -310,7 +342,7 @@ def make_dataset(samples: Sequence[Sample], *, input_size: int, scaling: str, ba
     if training:
         ds = ds.shuffle(max(len(paths), 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    if augment:
+    if augment or source_cues:
         # One stateless seed pair per batch: deterministic for `seed`, different in every epoch.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE,

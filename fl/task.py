@@ -53,6 +53,12 @@ class RunSettings:
     seed: int = 0
     augment: bool = True
     balance_classes: bool = True
+    # Loss weights per (source, class) cell of the site's manifest (fl.data.source_class_weights). A site's own
+    # labelled set is one source, so there they are class weights; they differ only for a site whose data
+    # folder has a manifest with a `source` column (several sources pooled at one site).
+    source_weights: bool = False
+    # The source-cue augmentations of fl.augment (burnt-in text, borders, resolution, JPEG, curves).
+    source_cues: bool = False
     recalibrate_bn: bool = True
     keep_optimizer_state: bool = True
     min_sites: int = 2
@@ -342,7 +348,8 @@ def train_local(
     history = fit_local(
         trainee, samples, input_size=settings.input_size, scaling=settings.scaling, epochs=settings.local_epochs,
         batch_size=settings.batch_size, seed=settings.seed + server_round, augment=settings.augment,
-        balance=settings.balance_classes, callbacks=list(callbacks), verbose=0,
+        balance=settings.balance_classes, source_weights=settings.source_weights, source_cues=settings.source_cues,
+        callbacks=list(callbacks), verbose=0,
     )  # fmt: skip
     if optimizer_state is not None:
         optimizer_state.clear()

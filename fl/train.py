@@ -11,7 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from fl.classes import CLASSES
-from fl.data import Sample, class_weights, discover, fingerprint, make_dataset, split_by_patient
+from fl.cohorts import cohort_figures
+from fl.data import (
+    Sample,
+    class_weights,
+    discover,
+    fingerprint,
+    make_dataset,
+    sample_weights,
+    split_by_patient,
+)
 from fl.metrics import compute_metrics
 from fl.model import build_model, get_architecture
 from fl.modelfile import ModelCard, save_model
@@ -34,6 +43,8 @@ class TrainConfig:
     weights: str | None = None
     augment: bool = True
     balance_classes: bool = True
+    source_weights: bool = False
+    source_cues: bool = False
 
 
 def compile_model(model, learning_rate, *, label_smoothing: float = 0.0):
@@ -62,20 +73,34 @@ def predict_dataset(model, dataset) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ys), np.concatenate(ps)
 
 
+def metrics_with_cohorts(y: np.ndarray, p: np.ndarray, samples: Sequence[Sample]) -> dict:
+    """compute_metrics, plus the cohort figures (fl.cohorts) when every sample was read (y in samples' order)."""
+    m = compute_metrics(y, p)
+    if len(y) == len(samples) and [int(s.label) for s in samples] == [int(v) for v in y]:
+        m.update(cohort_figures(y, p, [s.population for s in samples]))
+    return m
+
+
 def evaluate_samples(model, samples: Sequence[Sample], *, input_size: int, scaling: str, batch_size: int = 16) -> dict:
-    """All FedXray metrics of `model` on `samples`."""
+    """All FedXray metrics of `model` on `samples`, with the cohort figures of fl.cohorts."""
     ds = make_dataset(samples, input_size=input_size, scaling=scaling, batch_size=batch_size, training=False)
     y, p = predict_dataset(model, ds)
-    return compute_metrics(y, p)
+    return metrics_with_cohorts(y, p, samples)
 
 
 def fit_local(model, samples: Sequence[Sample], *, input_size: int, scaling: str, epochs: int, batch_size: int,
-              seed: int = 0, augment: bool = True, balance: bool = True, callbacks=None, verbose="auto"):
-    """Train `model` (compiled) on `samples` for `epochs`; returns the Keras history dict."""
+              seed: int = 0, augment: bool = True, balance: bool = True, source_weights: bool = False,
+              source_cues: bool = False, callbacks=None, verbose="auto"):
+    """Train `model` (compiled) on `samples` for `epochs`; returns the Keras history dict.
+
+    Loss weights: per (source, class) cell when `source_weights` (fl.data.source_class_weights; with one
+    source these are class weights), else per class when `balance`, else none. `source_cues` adds the
+    source-cue augmentations of fl.augment, `augment` the geometric and intensity ones."""
+    weights = sample_weights(samples) if source_weights else None
     ds = make_dataset(samples, input_size=input_size, scaling=scaling, batch_size=batch_size, training=True,
-                      augment=augment, seed=seed)
-    weights = class_weights(samples, len(CLASSES)) if balance else None
-    history = model.fit(ds, epochs=epochs, class_weight=weights, callbacks=callbacks or [], verbose=verbose)
+                      augment=augment, source_cues=source_cues, weights=weights, seed=seed)
+    per_class = class_weights(samples, len(CLASSES)) if balance and not source_weights else None
+    history = model.fit(ds, epochs=epochs, class_weight=per_class, callbacks=callbacks or [], verbose=verbose)
     return history.history
 
 
@@ -245,10 +270,12 @@ def train(
 
         def on_epoch_end(self, epoch, logs=None):
             y, p = predict_dataset(self.model, val_ds)
-            m = compute_metrics(y, p)
+            m = metrics_with_cohorts(y, p, val_s)
             row = {"epoch": epoch + 1, "train_loss": float(logs.get("loss", np.nan)),
                    "train_accuracy": float(logs.get("accuracy", np.nan)), "val_loss": m["loss"],
                    "val_accuracy": m["accuracy"], "val_macro_f1": m["macro_f1"],
+                   "val_adult_non_covid_specificity": m.get("adult_non_covid_specificity"),
+                   "val_paediatric_3class_accuracy": m.get("paediatric_3class_accuracy"),
                    "seconds": round(time.perf_counter() - self._t0, 1)}
             card.training["history"].append(row)
             key = (m["macro_f1"], -m["loss"])
@@ -262,7 +289,8 @@ def train(
 
     fit_local(model, train_s, input_size=config.input_size, scaling=arch.scaling, epochs=config.epochs,
               batch_size=config.batch_size, seed=config.seed, augment=config.augment,
-              balance=config.balance_classes, callbacks=[_BestEpoch()], verbose=verbose)
+              balance=config.balance_classes, source_weights=config.source_weights, source_cues=config.source_cues,
+              callbacks=[_BestEpoch()], verbose=verbose)
     # Rewrite the card once more so that it carries the whole training history.
     from fl.modelfile import load_model
 

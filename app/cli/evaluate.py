@@ -36,6 +36,10 @@ def format_report(m: dict, classes: list[str]) -> str:
     lines += ["", "Confusion matrix (rows: true, columns: predicted)", " " * 22 + "".join(f"{c[:8]:>9}" for c in classes)]
     for c, row in zip(classes, m["confusion_matrix"], strict=True):
         lines.append(f"{c:<22}" + "".join(f"{v:>9}" for v in row))
+    if "adult_non_covid_n" in m:
+        from fl.cohorts import format_cohorts
+
+        lines += ["", "Source shortcut check (cohorts from the manifest's population column)", format_cohorts(m)]
     return "\n".join(lines)
 
 
@@ -47,6 +51,7 @@ def run(args) -> int:
     import numpy as np
 
     from app.core.inference import InferenceService, ModelLoadError
+    from fl.cohorts import cohort_figures
     from fl.data import DatasetError, discover
     from fl.metrics import compute_metrics
 
@@ -63,19 +68,22 @@ def run(args) -> int:
         return fail(f"cannot use the model: {exc}")
     if service.notice:
         print(f"Note: {service.notice}", file=sys.stderr)
-    labels = {str(s.path): s.label for s in samples}
-    y, probs, unreadable = [], [], []
+    by_path = {str(s.path): s for s in samples}
+    y, probs, populations, unreadable = [], [], [], []
     for item in service.classify_many([s.path for s in samples], batch_size=16, heatmaps=False):
         if isinstance(item, tuple):
             unreadable.append(item)
         else:
-            y.append(labels[item.source])
+            y.append(by_path[item.source].label)
+            populations.append(by_path[item.source].population)
             probs.append(item.probabilities)
     for src, exc in unreadable:
         print(f"{src}: left out: {exc}", file=sys.stderr)
     if not y:
         return fail(f"none of the {len(samples)} images in {args.data} could be read")
     m = compute_metrics(np.asarray(y), np.asarray(probs))
+    if any(populations):  # the manifest says which images are adult and which paediatric
+        m.update(cohort_figures(np.asarray(y), np.asarray(probs), populations))
     m["model"] = {"name": card.name, "version": card.version, "demo": card.demo, "engine": service.engine}
     m["unreadable"] = [src for src, _ in unreadable]
     if args.json:

@@ -19,6 +19,8 @@ from fl.data import (
     discover,
     fingerprint,
     make_dataset,
+    sample_weights,
+    source_class_weights,
     split_by_patient,
 )
 
@@ -257,6 +259,95 @@ def test_class_weights_with_absent_classes():
         class_weights([])
 
 
+# ---------------------------------------------------------------- source_class_weights
+
+
+def _manifest_set(root: Path, cells: dict[tuple[str, str], int]) -> Path:
+    """Small PNGs in class folders and a manifest naming each one's patient, source and population."""
+    rows = []
+    for (source, cls), n in cells.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            name = f"{cls}/{source}_{i}.png"
+            Image.fromarray(np.full((16, 16), 40 * i % 255, np.uint8)).save(root / name)
+            rows.append({"filename": name, "patient_id": f"{source}:{cls}:{i}", "source_repo": source,
+                         "population": "adult/mixed (case reports)" if source == "A" else "pediatric (B)"})
+    with open(root / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["filename", "patient_id", "source_repo", "population"])
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+CELLS = {("A", "Covid"): 6, ("A", "Normal"): 2, ("B", "Normal"): 8, ("B", "Pneumonia-Bacterial"): 4}
+
+
+def test_discover_reads_source_and_population_from_the_manifest(tmp_path):
+    samples = discover(_manifest_set(tmp_path, CELLS))
+    assert Counter((s.source, CLASSES[s.label]) for s in samples) == Counter(CELLS)
+    assert {s.population for s in samples if s.source == "A"} == {"adult/mixed (case reports)"}
+    # Without a manifest: one unknown source.
+    (tmp_path / "manifest.csv").unlink()
+    assert {(s.source, s.population) for s in discover(tmp_path)} == {("", "")}
+
+
+def test_source_class_weights_by_hand(tmp_path):
+    samples = discover(_manifest_set(tmp_path, CELLS))
+    # N = 20 images in 4 cells: w = (N / 4) / n_cell = 5 / n_cell.
+    w = source_class_weights(samples)
+    covid, normal, bact = (CLASSES.index(c) for c in ("Covid", "Normal", "Pneumonia-Bacterial"))
+    assert w == pytest.approx({("A", covid): 5 / 6, ("A", normal): 5 / 2, ("B", normal): 5 / 8, ("B", bact): 5 / 4})
+    per_sample = sample_weights(samples)
+    assert np.mean(per_sample) == pytest.approx(1.0)
+    assert per_sample == [w[(s.source, s.label)] for s in samples]
+
+    # Capped at 2: A/Normal is held at 2; the other cells share the rest, (20 - 2 x 2) / 3 = 16 / 3 each.
+    w = source_class_weights(samples, max_weight=2.0)
+    assert w == pytest.approx({("A", covid): 16 / 18, ("A", normal): 2.0, ("B", normal): 16 / 24,
+                               ("B", bact): 16 / 12})
+    assert np.mean(sample_weights(samples, max_weight=2.0)) == pytest.approx(1.0)
+    assert max(w.values()) <= 2.0
+    # A cap of 1 is the mean: every sample weighs 1. Below 1 the mean cannot be 1.
+    assert set(source_class_weights(samples, max_weight=1.0).values()) == {1.0}
+    with pytest.raises(ValueError, match="at least 1"):
+        source_class_weights(samples, max_weight=0.5)
+    with pytest.raises(DatasetError, match="empty"):
+        source_class_weights([])
+
+
+def test_one_source_reduces_to_class_weights():
+    # A site's own labelled set: one source, so the cells are the classes; the ratios are class_weights'.
+    samples = _fake_samples({"a": [0, 0, 0, 1], "b": [1, 2, 2, 2, 2, 2], "c": [0, 0]})
+    cells = source_class_weights(samples)
+    per_class = class_weights(samples)
+    assert set(cells) == {("", 0), ("", 1), ("", 2)}
+    ratios = [cells[("", c)] / per_class[c] for c in (0, 1, 2)]
+    assert ratios == pytest.approx([ratios[0]] * 3)
+    # Mean per sample 1: 12 images, 3 classes -> 4 / n_class.
+    assert cells == pytest.approx({("", 0): 4 / 5, ("", 1): 4 / 2, ("", 2): 4 / 5})
+
+
+def test_make_dataset_carries_the_loss_weights_in_order(tmp_path):
+    samples = discover(_manifest_set(tmp_path, CELLS))
+    weights = sample_weights(samples)
+    ds = make_dataset(samples, input_size=16, scaling="tf", batch_size=6, training=False, weights=weights)
+    got_y, got_w = [], []
+    for x, y, w in ds:
+        assert x.shape[1:] == (16, 16, 3)
+        got_y += y.numpy().argmax(1).tolist()
+        got_w += w.numpy().tolist()
+    assert got_y == [s.label for s in samples]
+    assert got_w == pytest.approx(weights)
+    with pytest.raises(ValueError, match="2 loss weights for 20 samples"):
+        make_dataset(samples, input_size=16, scaling="tf", batch_size=6, training=False, weights=[1.0, 1.0])
+
+
+def test_source_cues_are_refused_outside_training(tmp_path):
+    samples = discover(_manifest_set(tmp_path, {("A", "Covid"): 2}))
+    with pytest.raises(ValueError, match="training only"):
+        make_dataset(samples, input_size=16, scaling="tf", batch_size=2, training=False, source_cues=True)
+
+
 # ---------------------------------------------------------------- make_dataset
 
 SIZE = 64
@@ -354,3 +445,21 @@ def test_unreadable_files_are_skipped_with_a_warning(small_set, tmp_path, caplog
     assert x.shape[0] == 12
     assert y.argmax(1).tolist() == [s.label for s in samples if s.path != bad]
     assert "broken.png" in caplog.text
+
+
+def test_source_cue_pipeline_is_seeded_and_changes_images(small_set):
+    plain, _ = _collect(make_dataset(small_set, input_size=SIZE, scaling="tf", batch_size=4, training=False))
+
+    def epoch(seed):
+        ds = make_dataset(small_set, input_size=SIZE, scaling="tf", batch_size=4, training=True, augment=False,
+                          source_cues=True, seed=seed)
+        return _collect(ds)
+
+    a, y = epoch(5)
+    assert a.shape == plain.shape and a.min() >= -1.0 and a.max() <= 1.0
+    assert Counter(y.argmax(1).tolist()) == Counter(s.label for s in small_set)
+    np.testing.assert_array_equal(epoch(5)[0], a)
+    assert np.abs(epoch(6)[0] - a).mean() > 1e-3
+    # Most images differ from every plain one (shuffled, so compare with the closest).
+    changed = [min(np.abs(img - p).max() for p in plain) > 0.05 for img in a]
+    assert sum(changed) >= len(a) // 2

@@ -114,3 +114,50 @@ def test_the_federated_learning_rate_is_one_cosine_over_all_rounds():
     assert expected(0) == lr and expected(rounds * steps) == pytest.approx(alpha * lr)
     last = cosine_over_rounds(lr, round_index=rounds - 1, rounds=rounds, round_steps=steps)
     assert float(last(steps + 5)) == pytest.approx(alpha * lr, rel=1e-5)  # steps beyond the budget stay at the end
+
+
+@pytest.mark.parametrize("mode", ["source_weights", "class_weights", "none"])
+def test_the_training_loss_is_weighted_as_asked(shared_data, mode):
+    """fit_local's loss is the mean of weight x cross-entropy, the weights per (source, class) cell, per class or 1."""
+    import keras
+
+    from fl.data import class_weights, discover, make_dataset, source_class_weights
+    from fl.model import build_model
+    from fl.train import compile_model, fit_local
+
+    every = discover(shared_data / "cxr")
+    # Both sources where a class has them (Covid: case reports only), unequal cells.
+    picked = []
+    for c in range(len(CLASSES)):
+        by_source: dict[str, list] = {}
+        for s in every:
+            if s.label == c:
+                by_source.setdefault(s.source, []).append(s)
+        for i, group in enumerate(sorted(by_source.values(), key=len)):
+            picked += group[:2 + 2 * i]
+    assert len({s.source for s in picked}) == 2
+    keras.utils.set_random_seed(0)
+    # Learning rate 0: the weights stay put; no dropout: the forward pass is the same twice.
+    model = compile_model(build_model("tiny", input_size=32, dropout=0.0), 0.0)
+
+    # Expected: the per-sample cross-entropy of the training-mode forward pass (batch statistics, which do not
+    # depend on the order), weighted by hand.
+    x, y = next(iter(make_dataset(picked, input_size=32, scaling="tf", batch_size=len(picked), training=False)))
+    p = np.clip(model(x, training=True).numpy().astype(np.float64), 1e-7, 1 - 1e-7)
+    labels = y.numpy().argmax(1)
+    ce = -np.log(p[np.arange(len(labels)), labels] / p.sum(axis=1))
+    if mode == "source_weights":
+        cells = source_class_weights(picked)
+        w = np.array([cells[(s.source, s.label)] for s in picked])
+    elif mode == "class_weights":
+        per_class = class_weights(picked)
+        w = np.array([per_class[s.label] for s in picked])
+    else:
+        w = np.ones(len(picked))
+    assert mode == "none" or np.ptp(w) > 0.1
+    expected = float(np.sum(w * ce) / len(picked))
+
+    history = fit_local(model, picked, input_size=32, scaling="tf", epochs=1, batch_size=len(picked), seed=0,
+                        augment=False, balance=mode == "class_weights", source_weights=mode == "source_weights",
+                        verbose=0)  # fmt: skip
+    assert history["loss"][0] == pytest.approx(expected, rel=1e-4)
