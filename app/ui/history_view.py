@@ -27,7 +27,7 @@ THUMB = 56
 MODEL_COLUMN_WIDTH = 150  # px
 COLUMNS = ("", "Date and time", "Patient", "File", "Finding", "Probability", "Model", "Clinician label", "Cautions",
            "User")
-FILE_COLUMN, FINDING_COLUMN, MODEL_COLUMN, CAUTIONS_COLUMN = 3, 4, 6, 8
+FILE_COLUMN, FINDING_COLUMN, MODEL_COLUMN, LABEL_COLUMN, CAUTIONS_COLUMN = 3, 4, 6, 7, 8
 
 
 def caution_text(a) -> str:
@@ -121,7 +121,7 @@ class HistoryModel(QAbstractTableModel):
             if col == CAUTIONS_COLUMN:
                 lines = [m for _, m in case.assessment.cautions] + [f"Guardrail: {w}" for w in case.warnings]
                 return "\n".join(lines) or None
-            if col == 7 and case.feedback_label:
+            if col == LABEL_COLUMN and case.feedback_label:
                 when = local_time(case.feedback_at) if case.feedback_at else ""
                 parts = [f"Labelled by {case.feedback_by or 'unknown'} {when}".strip()]
                 parts += [f"Note: {case.feedback_note}"] if case.feedback_note else []
@@ -184,7 +184,7 @@ class HistoryView(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         # Long texts get fixed, adjustable widths; the file names get the rest of the window.
-        for col, width in ((2, 130), (FINDING_COLUMN, 150), (CAUTIONS_COLUMN, 140)):
+        for col, width in ((2, 130), (FINDING_COLUMN, 150), (LABEL_COLUMN, 160), (CAUTIONS_COLUMN, 140)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             self.table.setColumnWidth(col, width)
         header.setSectionResizeMode(FILE_COLUMN, QHeaderView.ResizeMode.Stretch)
