@@ -71,9 +71,10 @@ def _runtime_client(address: str, *, token: str | None = None, secret: bytes | N
                                                  retry_invoker=make_simple_http_retry_invoker())  # fmt: skip
 
 
-def serve_task(address: str, token: str, *, app=None, refusals: Path | None = None) -> str:
+def serve_task(address: str, token: str, *, app=None, refusals: Path | None = None, hint: Path | None = None) -> str:
     """Run one claimed task: pull its message, check its FAB, call FedXray's ClientApp (or refuse), push the
-    reply and the task's end. Returns "completed", "refused" or "failed". `app` defaults to fl.client_app.app."""
+    reply and the task's end. Returns "completed", "refused" or "failed". `app` defaults to fl.client_app.app.
+    With `hint`, the run's network (architecture and input size) is noted there for the next prepared worker."""
     from flwr.app import Error, Message
     from flwr.common.constant import ErrorCode, SubStatus
     from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
@@ -94,6 +95,7 @@ def serve_task(address: str, token: str, *, app=None, refusals: Path | None = No
                             reply_to=message)  # fmt: skip
             outcome, details = "refused", reason
         else:
+            note_network(hint, context.run_config)
             if app is None:
                 from fl.client_app import app
             reply = app(message=message, context=context)
@@ -117,6 +119,35 @@ def serve_task(address: str, token: str, *, app=None, refusals: Path | None = No
             heartbeat.stop()
             client.close()
     return outcome
+
+
+def note_network(path: Path | None, run_config) -> None:
+    """Note the run's network shape for the next prepared worker (which then builds it while it waits)."""
+    if path is None:
+        return
+    with contextlib.suppress(Exception):  # a hint only: a task never fails for it
+        from fl.task import RunSettings
+
+        settings = RunSettings.from_config(run_config)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"arch": settings.arch, "input_size": int(settings.input_size)}), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def prepare_network(path: Path | None) -> None:
+    """Build the network the last message's run used (fl.task.prepare_model), when a hint says which."""
+    if path is None or not path.is_file():
+        return
+    try:
+        shape = json.loads(path.read_text(encoding="utf-8"))
+        from fl.task import prepare_model
+
+        started = time.monotonic()
+        prepare_model(str(shape["arch"]), int(shape["input_size"]))
+        log.info("Prepared the %s network at %s px in %.1f s", shape["arch"], shape["input_size"],
+                 time.monotonic() - started)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - the task builds its own network then
+        log.warning("Could not prepare the network from %s (%s)", path, exc)
 
 
 def note_refusal(path: Path | None, **fields) -> None:
@@ -153,10 +184,13 @@ class Worker:
     started: float
 
     @classmethod
-    def start(cls, address: str, refusals: Path | None, env: dict[str, str] | None = None) -> Worker:
+    def start(cls, address: str, refusals: Path | None, env: dict[str, str] | None = None,
+              hint: Path | None = None) -> Worker:  # fmt: skip
         args = ["worker", "--runtime-api-address", address, "--parent-pid", str(os.getpid())]
         if refusals is not None:
             args += ["--refusals", str(refusals)]
+        if hint is not None:
+            args += ["--hint", str(hint)]
         proc = subprocess.Popen(command(*args), stdin=subprocess.PIPE, text=True, env=env,
                                 preexec_fn=_lower_priority if os.name == "posix" else None)  # fmt: skip
         return cls(proc, time.monotonic())
@@ -215,11 +249,13 @@ def worker_main(args) -> int:
     if args.parent_pid:
         exit_with_parent(args.parent_pid)
     warm_up()
+    hint = Path(args.hint) if args.hint else None
+    prepare_network(hint)
     token = sys.stdin.readline().strip()
     if not token:
         return 0  # the launcher ended without a task for us
-    outcome = serve_task(args.runtime_api_address, token,
-                         refusals=Path(args.refusals) if args.refusals else None)  # fmt: skip
+    outcome = serve_task(args.runtime_api_address, token, refusals=Path(args.refusals) if args.refusals else None,
+                         hint=hint)  # fmt: skip
     return 0 if outcome != "failed" else 1
 
 
@@ -230,8 +266,9 @@ class Launcher:
     """Claims the SuperNode's ClientApp tasks one by one and runs each in a prepared worker (or refuses it)."""
 
     def __init__(self, address: str, *, secret: bytes | None, refusals: Path | None = None,
-                 poll: float | None = None, warm: bool = True) -> None:  # fmt: skip
+                 poll: float | None = None, warm: bool = True, hint: Path | None = None) -> None:  # fmt: skip
         self.address = address
+        self.hint = hint  # where workers note the last run's network, which the next prepared worker builds
         self.secret = secret
         self.refusals = refusals
         self.poll = float(os.environ.get(POLL_ENV, DEFAULT_POLL)) if poll is None else poll
@@ -252,7 +289,7 @@ class Launcher:
             while not self._stop.is_set():
                 self._reap()
                 if self.warm and self.spare is None and not self.running:
-                    self.spare = Worker.start(self.address, self.refusals)  # after the current task ended
+                    self.spare = Worker.start(self.address, self.refusals, hint=self.hint)  # after the task ended
                 res = client.AcquireTask(AcquireTaskRequest(supported_task_types=[CLIENTAPP]))
                 if res.HasField("task") and res.token:
                     self._dispatch(res.token, res.task)
@@ -282,7 +319,7 @@ class Launcher:
             return
         worker, self.spare = self.spare, None
         if worker is None or not worker.give(token):
-            worker = Worker.start(self.address, self.refusals)
+            worker = Worker.start(self.address, self.refusals, hint=self.hint)
             worker.give(token)
         self.running.append(worker)
         log.info("Run %s: task %s handed to ClientApp worker %d", task.run_id, task.task_id, worker.proc.pid)
@@ -321,7 +358,8 @@ def node_main(args) -> int:
     rest = supernode[1:] if supernode and not supernode[0].startswith("-") else supernode
     cmd = [exe, *rest, "--isolation", "process", "--superexec-auth-secret-file", str(secret_file)]
     node = subprocess.Popen(cmd, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-    launcher = Launcher(address, secret=secret_file.read_bytes(), refusals=Path(args.refusals) if args.refusals else None)
+    launcher = Launcher(address, secret=secret_file.read_bytes(), refusals=Path(args.refusals) if args.refusals else None,
+                        hint=folder / "network.json")  # fmt: skip
     stop = threading.Event()
 
     def on_term(*_):
@@ -376,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--runtime-api-address", required=True)
         q.add_argument("--refusals", help="JSON-lines file of refused runs")
         q.add_argument("--parent-pid", type=int)
+        q.add_argument("--hint", help="file where tasks note their run's network, built ahead by the next worker")
         if name == "launch":
             q.add_argument("--secret-file", help="the SuperExec secret shared with the SuperNode")
             q.add_argument("--cold", action="store_true", help="no prepared worker (start one per task)")
@@ -396,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         start_parent_process_monitor(args.parent_pid)
     secret = Path(args.secret_file).read_bytes() if args.secret_file else None
     launcher = Launcher(args.runtime_api_address, secret=secret,
-                        refusals=Path(args.refusals) if args.refusals else None, warm=not args.cold)  # fmt: skip
+                        refusals=Path(args.refusals) if args.refusals else None, warm=not args.cold,
+                        hint=Path(args.hint) if args.hint else None)  # fmt: skip
     signal.signal(signal.SIGTERM, lambda *_: launcher.stop())
     launcher.run()
     return 0

@@ -184,12 +184,24 @@ class RunSettings:
 # ------------------------------------------------------------------ model <-> arrays
 
 
+_PREPARED: dict[tuple[str, int], Any] = {}  # networks built ahead by a waiting ClientApp worker (fl.launcher)
+
+
+def prepare_model(arch: str, input_size: int) -> None:
+    """Build the network of (arch, input_size) now, for the next new_model of that shape in this process (a warm
+    ClientApp worker does this while it waits for its message: SE-ResNet50V2 takes seconds to build)."""
+    _PREPARED[(arch, int(input_size))] = build_model(arch, input_size=input_size)
+
+
 def new_model(settings: RunSettings):
-    """The network of this run (random initial weights, seeded)."""
+    """The network of this run, seeded (its weights are the message's, loaded next). A network prepared ahead for
+    this shape is used once; the random generators are seeded either way (training's randomness then differs
+    from a network built here, as the build draws from them; both are valid seeded runs)."""
     import keras
 
     keras.utils.set_random_seed(settings.seed)
-    return build_model(settings.arch, input_size=settings.input_size)
+    prepared = _PREPARED.pop((settings.arch, int(settings.input_size)), None)
+    return prepared if prepared is not None else build_model(settings.arch, input_size=settings.input_size)
 
 
 def model_arrays(model, dtype: str = "float32"):

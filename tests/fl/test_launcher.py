@@ -137,7 +137,10 @@ def test_an_approved_run_trains_in_a_prepared_worker_and_a_foreign_one_is_refuse
     assert finish(world, ok)["status"] == "finished"
     accepted = [r for r in replies(world, ok) if r["verdict"] == "accepted"]
     assert {r["phase"] for r in accepted} == {"train", "evaluate"}
-    assert "handed to ClientApp worker" in world["procs"].log("pair")
+    log = world["procs"].log("pair")
+    assert "handed to ClientApp worker" in log
+    # The worker prepared after the first message built that run's network while it waited for the next one.
+    assert f"Prepared the {RUN['arch']} network at {RUN['input-size']} px" in log
 
     marker = world["tmp"] / "foreign-marker"
     foreign = start_run(world["tmp"] / "flwr", {**RUN, "round-timeout": 900.0},
