@@ -377,6 +377,7 @@ def test_an_agent_killed_mid_round_is_started_again_without_a_duplicate(world):
     wait_for(lambda: agent_status(ws).phase in ("training", "evaluating"), timeout=300, interval=0.2,
              what=f"the round to start\n{world.tails()}")  # fmt: skip
     family = agent.children(recursive=True)
+    node = agent_status(ws).node_id
     agent.kill()  # SIGKILL mid-round
     agent.wait(10)
     replaced = wait_for(lambda: [p for p in agent_processes(ws) if p.pid != agent.pid], timeout=60,
@@ -386,12 +387,19 @@ def test_an_agent_killed_mid_round_is_started_again_without_a_duplicate(world):
     # The killed agent's launcher, SuperNode and ClientApp went with it (nothing trains for a dead agent).
     wait_for(lambda: not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE],
              timeout=30, what="the old SuperNode to end")  # fmt: skip
-    with contextlib.suppress(AssertionError):  # the run cannot complete without its only site's reply
+    # The new agent connects again as the same node once the SuperLink lets go of the dead connection (seconds
+    # to about a minute); it may then take the run's next message, so the run is stopped only after that.
+    log = ws.root / "data" / "fedxray" / "federation-agent.log"
+
+    def reconnected() -> bool:
+        after = log.read_text(encoding="utf-8").split("ended unexpectedly: starting it again", 1)[-1]
+        return f"as node {node}." in after
+
+    wait_for(reconnected, timeout=300, interval=1, what=f"the new agent to connect\n{world.tails()}")
+    status = agent_status(ws)
+    assert status.pid == replaced[0].pid and status.node_id == node and status.running
+    with contextlib.suppress(AssertionError):  # it may have completed with the new agent's replies
         world.central.admin("run", "stop", str(run["id"]))
-    # The new agent connects again once the SuperLink lets go of the dead connection (about a minute).
-    wait_for(lambda: agent_status(ws).phase == "waiting", timeout=300, interval=1,
-             what=f"the new agent to connect\n{world.tails()}")  # fmt: skip
-    assert agent_status(ws).pid == replaced[0].pid
 
 
 def test_a_central_that_goes_away_is_reported_and_the_agent_reconnects(world):
