@@ -16,8 +16,9 @@ QT_PACKAGES="libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 
   libx11-6 libx11-xcb1 libxkbcommon0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libfreetype6 libglib2.0-0
   libdbus-1-3 fonts-dejavu-core"
 # Tests: a real Secret Service (keyring), a real PostgreSQL server, a virtual X server, PDF tools, and Debian's
-# Chromium with its WebDriver for the central dashboard's browser tests (Selenium drives /usr/bin/chromedriver).
-TEST_PACKAGES="gnome-keyring dbus dbus-x11 postgresql xvfb xauth poppler-utils chromium chromium-driver strace"
+# Chromium with its WebDriver for the central dashboard's browser tests (Selenium drives /usr/bin/chromedriver);
+# strace for the sealed offline test, libfaketime for the clock-skew enrolment test.
+TEST_PACKAGES="gnome-keyring dbus dbus-x11 postgresql xvfb xauth poppler-utils chromium chromium-driver strace libfaketime"
 
 apt_install() {
   local missing=()
