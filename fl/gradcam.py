@@ -9,6 +9,16 @@ from fl.model import Architecture
 PREDICTED = -1  # class index meaning "explain the predicted class"
 
 
+def class_indices(class_index: int | list[int] | None, n: int) -> np.ndarray:
+    """The class to explain per image (B,): PREDICTED (-1, the predicted class) when None, one class for all, or
+    one per image. Shared by the GradCAM explainer and the LiteRT one (fl.litert)."""
+    if class_index is None:
+        return np.full(n, PREDICTED, np.int64)
+    if np.isscalar(class_index):
+        return np.full(n, int(class_index), np.int64)
+    return np.asarray(class_index, np.int64)
+
+
 class Explainer:
     """Probabilities and GradCAM maps from one compiled forward pass (Selvaraju et al. 2017).
 
@@ -60,14 +70,7 @@ class Explainer:
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim == 3:
             batch = batch[None]
-        n = batch.shape[0]
-        if class_index is None:
-            idx = np.full(n, PREDICTED, np.int32)
-        elif np.isscalar(class_index):
-            idx = np.full(n, int(class_index), np.int32)
-        else:
-            idx = np.asarray(class_index, np.int32)
-        probs, cams, chosen = self._step(batch, idx)
+        probs, cams, chosen = self._step(batch, class_indices(class_index, batch.shape[0]).astype(np.int32))
         return probs.numpy(), cams.numpy(), chosen.numpy()
 
     def predict(self, batch: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fl.gradcam import PREDICTED
+from fl.gradcam import class_indices
 
 # Threads of the interpreter: this many when set (IT may pin it), else the cores this process may use, halved
 # (at least one) while federated training runs on this computer (see inference_threads).
@@ -136,13 +136,7 @@ class LiteRTExplainer:
     def __call__(self, batch: np.ndarray, class_index: int | list[int] | None = None):
         """Return (probabilities (B,C), CAMs (B,h,w) scaled 0-1, explained class per image (B,))."""
         probs, class_maps = self._forward(batch, maps=True)
-        n = probs.shape[0]
-        if class_index is None:
-            idx = np.full(n, PREDICTED, np.int64)
-        elif np.isscalar(class_index):
-            idx = np.full(n, int(class_index), np.int64)
-        else:
-            idx = np.asarray(class_index, np.int64)
+        idx = class_indices(class_index, probs.shape[0])
         idx = np.where(idx < 0, np.argmax(probs, axis=1), idx)
         cams, chosen = class_activation_maps(class_maps, idx)
         return probs, cams, chosen
