@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -22,7 +22,7 @@ from app.core.agent_control import WHAT_LEAVES, WHAT_STAYS
 from app.ui import federation_text as ft
 from app.ui.federation_model import FederationModel
 from app.ui.readiness_view import ReadinessView
-from app.ui.round_panel import RoundPanel
+from app.ui.round_panel import RoundPanel, fill_fields
 from app.ui.schedule_editor import ScheduleEditor
 
 
@@ -48,24 +48,12 @@ class EnrolmentBox(QGroupBox):
         self.problem = QLabel()
         self.problem.setObjectName("formProblem")
         self.problem.setWordWrap(True)
-        self.values: dict[str, QLabel] = {}
         self.form = QWidget()
         grid = QGridLayout(self.form)
         grid.setContentsMargins(0, 0, 0, 0)
-        grid.setHorizontalSpacing(14)
-        grid.setVerticalSpacing(4)
-        for r, (key, text) in enumerate((("central", "Central"), ("site", "Site"), ("node", "Node id"),
+        self.values = fill_fields(grid, (("central", "Central"), ("site", "Site"), ("node", "Node id"),
                                          ("since", "Enrolled since"), ("contact", "Last contact"),
-                                         ("seen", "The central sees it"), ("keyring", "Keys"))):  # fmt: skip
-            name = QLabel(text)
-            name.setObjectName("fieldName")
-            value = QLabel("—")
-            value.setWordWrap(True)
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            grid.addWidget(name, r, 0, Qt.AlignmentFlag.AlignTop)
-            grid.addWidget(value, r, 1)
-            self.values[key] = value
-        grid.setColumnStretch(1, 1)
+                                         ("seen", "The central sees it"), ("keyring", "Keys")))  # fmt: skip
         self.enrol = QPushButton("Enrol this workstation…")
         self.enrol.setObjectName("primary")
         self.enrol.clicked.connect(self.enrolRequested)

@@ -11,6 +11,24 @@ from app.ui import federation_text as ft
 from app.ui.federation_model import FederationModel
 
 
+def fill_fields(grid: QGridLayout, rows) -> dict[str, QLabel]:
+    """Name / value rows ("Central   https://…") in `grid`; returns the value labels by key (shown as "—")."""
+    grid.setHorizontalSpacing(14)
+    grid.setVerticalSpacing(4)
+    values: dict[str, QLabel] = {}
+    for r, (key, text) in enumerate(rows):
+        name = QLabel(text)
+        name.setObjectName("fieldName")
+        value = QLabel("—")
+        value.setWordWrap(True)
+        value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        grid.addWidget(name, r, 0, Qt.AlignmentFlag.AlignTop)
+        grid.addWidget(value, r, 1)
+        values[key] = value
+    grid.setColumnStretch(1, 1)
+    return values
+
+
 class StepStrip(QWidget):
     """Waiting → Receiving → Evaluating → Training → Sending, the current step highlighted."""
 
@@ -67,22 +85,10 @@ class RoundPanel(QFrame):
         self.error.setTextFormat(Qt.TextFormat.RichText)
         self.error.hide()
 
-        self.values: dict[str, QLabel] = {}
         grid = QGridLayout()
-        grid.setHorizontalSpacing(14)
-        grid.setVerticalSpacing(4)
-        rows = (("run", "Run"), ("round", "Round"), ("left", "Time left"), ("contact", "Last contact"),
-                ("agent", "Background agent"), ("schedule", "Schedule"), ("local", "Last result here"))  # fmt: skip
-        for r, (key, text) in enumerate(rows):
-            name = QLabel(text)
-            name.setObjectName("fieldName")
-            value = QLabel("—")
-            value.setWordWrap(True)
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            grid.addWidget(name, r, 0, Qt.AlignmentFlag.AlignTop)
-            grid.addWidget(value, r, 1)
-            self.values[key] = value
-        grid.setColumnStretch(1, 1)
+        self.values = fill_fields(grid, (("run", "Run"), ("round", "Round"), ("left", "Time left"),
+                                         ("contact", "Last contact"), ("agent", "Background agent"),
+                                         ("schedule", "Schedule"), ("local", "Last result here")))  # fmt: skip
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
